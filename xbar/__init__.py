@@ -1,0 +1,10 @@
+"""xbar: device-level simulation of memristor and phase-change memory crossbar arrays on JAX."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("xbar-sim")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__"]

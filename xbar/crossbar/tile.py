@@ -1,0 +1,214 @@
+"""A crossbar tile: a weight matrix stored as differential conductance pairs, read through its periphery."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .._validation import check_finite, check_positive, check_time, is_concrete
+from ..devices import Device, DeviceState, IdealDevice, ProgramVerify
+from .periphery import ADC, DAC
+
+
+def weights_to_conductances(weights, weight_scale, g_min, g_max):
+    """Map weights onto a differential pair (G+, G-) in S.
+
+    |W| = weight_scale maps to g_max on one device of the pair while the other stays at g_min, so
+    G+ - G- = W (g_max - g_min) / weight_scale; weights beyond +-weight_scale are clipped.
+    """
+    w = jnp.clip(weights / weight_scale, -1.0, 1.0)
+    span = g_max - g_min
+    return g_min + jnp.maximum(w, 0.0) * span, g_min + jnp.maximum(-w, 0.0) * span
+
+
+class TileState(eqx.Module):
+    """A programmed tile.
+
+    Attributes:
+        g_pos, g_neg: states of the positive and negative device of each pair, shape (M, N).
+        weight_scale: weight that maps to the full conductance range (scalar, weight units).
+        reference_current: summed read current of all devices per volt (S) read right after programming,
+            the reference of global drift compensation.
+    """
+
+    g_pos: DeviceState
+    g_neg: DeviceState
+    weight_scale: jax.Array
+    reference_current: jax.Array
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(jnp.shape(self.g_pos.g))
+
+
+class TileRead(eqx.Module):
+    """The conductances of a tile read at one time t, shared by every product of that read.
+
+    Attributes:
+        g_diff: G+ - G- at time t (drift and accumulated read noise included), S, shape (M, N).
+        g_square: G+^2 + G-^2 for the short-term noise variance, S^2, or None when that noise is off.
+        drift_gain: digital gain of global drift compensation (1 without compensation).
+        weight_scale: as in TileState.
+    """
+
+    g_diff: jax.Array
+    g_square: jax.Array | None
+    drift_gain: jax.Array
+    weight_scale: jax.Array
+
+
+class Tile(eqx.Module):
+    """An M x N crossbar array holding a weight matrix W as differential conductance pairs.
+
+    Inputs drive the M rows (word lines) as read voltages and the N columns (bit lines) are sensed, so
+    `matmul` computes y_j = sum_i x_i W_ij (`x @ W`); `matmul_transposed` drives the columns and senses the
+    rows (`d @ W.T`). The tile works in physical units: an input of magnitude `dac.input_range` becomes
+    `read_voltage` volts, device currents are in amperes, and the digitized current is scaled back to
+    weight units.
+
+    A product is computed in three steps, each a pure function: `program` (once), `read` at a time t
+    after programming (once per t: drift and accumulated 1/f noise of every device, shared by all input
+    vectors of that read, as in IBM aihwkit), then `matmul` for any batch of inputs.
+
+    Noise in each product:
+        - short-term read noise: each device current fluctuates by a Gaussian of standard deviation
+          `short_term_noise * G * V`, independent for every product. It is drawn exactly from the summed
+          variance of each output, sum_i V_i^2 short_term_noise^2 (G+_ij^2 + G-_ij^2), one normal per output.
+        - output noise: Gaussian current noise of standard deviation `output_noise` (A) at each ADC input.
+
+    Global drift compensation (Joshi et al., Nature Communications 11, 2473 (2020)): the summed current
+    of all devices at a constant read voltage is measured right after programming and again at each read;
+    the digital output is multiplied by their ratio.
+
+    Every product of a batch is digitized on its own: nothing in the ADC depends on other vectors.
+
+    Attributes:
+        device: device model of every cell.
+        read_voltage: row voltage for a full-scale input, V (default 0.2 V).
+        read_time: duration of one product's read, s (default 250 ns; used for energy and latency).
+        weight_range: weight mapped to the full conductance range; None uses max|W| at programming.
+        dac: input converter. adc: output converter.
+        short_term_noise: relative standard deviation of each device current per product (default 0).
+        output_noise: standard deviation of the current noise at each ADC input, A (default 0).
+        drift_compensation: apply global drift compensation (static, default False).
+        verify: program-and-verify settings, or None for single-shot programming (static).
+    """
+
+    device: Device = IdealDevice()
+    read_voltage: float = 0.2
+    read_time: float = 250e-9
+    weight_range: float | None = None
+    dac: DAC = DAC()
+    adc: ADC = ADC()
+    short_term_noise: float = 0.0
+    output_noise: float = 0.0
+    drift_compensation: bool = eqx.field(static=True, default=False)
+    verify: ProgramVerify | None = eqx.field(static=True, default=None)
+
+    def __check_init__(self):
+        check_positive("read_voltage", self.read_voltage, "V")
+        check_positive("read_time", self.read_time, "s")
+        if self.weight_range is not None:
+            check_positive("weight_range", self.weight_range)
+        check_positive("short_term_noise", self.short_term_noise, allow_zero=True)
+        check_positive("output_noise", self.output_noise, "A", allow_zero=True)
+
+    # Programming and reading.
+
+    def program(self, weights, *, key: jax.Array) -> TileState:
+        """Program the weight matrix `weights` (M x N) onto the devices."""
+        weights = jnp.asarray(weights, jnp.result_type(float))
+        if weights.ndim != 2:
+            raise ValueError(f"weights must be a 2-D (rows x columns) matrix, got shape {weights.shape}")
+        check_finite("weights", weights, "remove NaN or infinite weights before programming")
+
+        if self.weight_range is None:
+            max_abs = jnp.max(jnp.abs(weights))
+            weight_scale = jnp.where(max_abs > 0, max_abs, 1.0)
+        else:
+            weight_scale = jnp.asarray(self.weight_range, weights.dtype)
+
+        target_pos, target_neg = weights_to_conductances(weights, weight_scale, self.device.g_min, self.device.g_max)
+        key_pos, key_neg, key_reference = jax.random.split(key, 3)
+        g_pos = self.device.program(target_pos, key=key_pos, verify=self.verify)
+        g_neg = self.device.program(target_neg, key=key_neg, verify=self.verify)
+
+        # The compensation reference is one read right after programming (t = 0).
+        key_ref_pos, key_ref_neg = jax.random.split(key_reference)
+        reference = jnp.sum(self.device.read(g_pos, 0.0, key=key_ref_pos)) + jnp.sum(
+            self.device.read(g_neg, 0.0, key=key_ref_neg)
+        )
+        return TileState(g_pos=g_pos, g_neg=g_neg, weight_scale=weight_scale, reference_current=reference)
+
+    def read(self, state: TileState, t, *, key: jax.Array) -> TileRead:
+        """Read every device at time `t` (s) after programming: drift plus accumulated read noise."""
+        check_time("read time t", t)
+        key_pos, key_neg = jax.random.split(key)
+        g_pos = self.device.read(state.g_pos, t, key=key_pos)
+        g_neg = self.device.read(state.g_neg, t, key=key_neg)
+
+        g_square = None if _is_zero(self.short_term_noise) else g_pos * g_pos + g_neg * g_neg
+        if self.drift_compensation:
+            total = jnp.sum(g_pos) + jnp.sum(g_neg)
+            # A fully decayed array (total 0) keeps gain 1 rather than dividing by zero.
+            drift_gain = jnp.where(total > 0, state.reference_current / jnp.where(total > 0, total, 1.0), 1.0)
+        else:
+            drift_gain = jnp.ones((), g_pos.dtype)
+        return TileRead(g_diff=g_pos - g_neg, g_square=g_square, drift_gain=drift_gain, weight_scale=state.weight_scale)
+
+    # Products.
+
+    def matmul(self, read: TileRead, x, *, key: jax.Array | None = None):
+        """Return `x @ W` computed by the array: x has shape (..., M), the result (..., N)."""
+        return self._product(read.g_diff, read.g_square, read, x, key, transposed=False)
+
+    def matmul_transposed(self, read: TileRead, d, *, key: jax.Array | None = None):
+        """Return `d @ W.T` computed by driving the columns and sensing the rows: d is (..., N), result (..., M)."""
+        return self._product(read.g_diff.T, None if read.g_square is None else read.g_square.T, read, d, key, transposed=True)
+
+    def forward(self, weights, x, t=0.0, *, key: jax.Array):
+        """Program `weights`, read at time `t` and return `x @ W`: the three steps in one call."""
+        key_program, key_read, key_product = jax.random.split(key, 3)
+        state = self.program(weights, key=key_program)
+        return self.matmul(self.read(state, t, key=key_read), x, key=key_product)
+
+    def _product(self, g, g_square, read, x, key, *, transposed):
+        rows = g.shape[0]
+        x = jnp.asarray(x, jnp.result_type(float))
+        if x.ndim < 1 or x.shape[-1] != rows:
+            side = "columns" if transposed else "rows"
+            raise ValueError(
+                f"input has shape {x.shape} but the tile has {rows} {side}; the last input axis must have length {rows}"
+            )
+        check_finite("input x", x, "remove NaN or infinite inputs")
+        noisy = not (_is_zero(self.output_noise) and g_square is None)
+        if noisy and key is None:
+            raise ValueError("this tile has short-term or output noise, so matmul needs a PRNG key: pass key=...")
+
+        volts = self.dac(x) * self.read_voltage
+        current = volts @ g
+
+        if noisy:
+            key_short, key_output = jax.random.split(key)
+            if g_square is not None:
+                variance = (volts * volts) @ g_square * self.short_term_noise**2
+                current = current + _safe_sqrt(variance) * jax.random.normal(key_short, current.shape, current.dtype)
+            if not _is_zero(self.output_noise):
+                current = current + self.output_noise * jax.random.normal(key_output, current.shape, current.dtype)
+
+        digital = self.adc(current)
+        span = self.device.g_max - self.device.g_min
+        gain = read.weight_scale * self.dac.input_range * read.drift_gain / (self.read_voltage * span)
+        return digital * gain
+
+
+def _is_zero(value) -> bool:
+    """True for a concrete zero, so that a switched-off noise source costs nothing."""
+    return is_concrete(value) and float(value) == 0.0
+
+
+def _safe_sqrt(x):
+    """Square root with a finite gradient at 0 (the gradient there is taken as 0)."""
+    positive = x > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)

@@ -1,0 +1,118 @@
+"""The device interface: an immutable parameter pytree plus pure functions over an explicit state."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .._validation import check_finite, check_positive, check_time
+
+
+@dataclass(frozen=True)
+class ProgramVerify:
+    """Settings of iterative program-and-verify.
+
+    Each device is programmed, read back without read noise, and programmed again with a fresh draw of
+    write noise while its error exceeds `tolerance`, for at most `max_iterations` attempts in all.
+
+    Attributes:
+        max_iterations: most programming attempts per device (>= 1).
+        tolerance: accepted absolute error |G - G_target| in S.
+    """
+
+    max_iterations: int = 10
+    tolerance: float = 0.5e-6
+
+    def __post_init__(self):
+        if isinstance(self.max_iterations, bool) or not isinstance(self.max_iterations, int) or self.max_iterations < 1:
+            raise ValueError(f"max_iterations must be an integer >= 1, got {self.max_iterations!r}")
+        check_positive("tolerance", self.tolerance, "S")
+
+
+class DeviceState(eqx.Module):
+    """Base of every device state: arrays with the shape of the programmed array.
+
+    Attributes:
+        g: conductance at the end of the last programming or pulse event, in S.
+        iterations: programming attempts each device took (int32; 1 without program-and-verify).
+    """
+
+    g: jax.Array
+    iterations: jax.Array
+
+
+class Device(eqx.Module):
+    """Base class of device models.
+
+    A device model is an immutable pytree of physical parameters in SI units. Its methods are pure
+    functions of an explicit state and an explicit PRNG key, elementwise over arrays of any shape, and
+    work under `jit` and `vmap`; `read` and `program` (without verify) also work under `grad`.
+    Time `t` is always measured from the end of the last programming or pulse event.
+
+    Subclasses implement `_program_once`, `drift`, `read` and `apply_pulses` and declare `g_min`, `g_max`.
+    """
+
+    g_min: eqx.AbstractVar[float]
+    g_max: eqx.AbstractVar[float]
+
+    @abc.abstractmethod
+    def _program_once(self, target: jax.Array, *, key: jax.Array) -> DeviceState:
+        """Program every device once towards `target` (S, already inside the range), with write noise."""
+
+    @abc.abstractmethod
+    def drift(self, state: DeviceState, t) -> jax.Array:
+        """Return the noise-free conductance (S) at time t (s) after programming."""
+
+    @abc.abstractmethod
+    def read(self, state: DeviceState, t, *, key: jax.Array) -> jax.Array:
+        """Return the conductance (S) read at time t (s) after programming, with drift and read noise."""
+
+    @abc.abstractmethod
+    def apply_pulses(self, state: DeviceState, n_pulses, *, key: jax.Array, max_pulses: int | None = None) -> DeviceState:
+        """Apply signed pulse counts (positive: potentiation, negative: depression) to each device."""
+
+    def program(self, target, *, key: jax.Array, verify: ProgramVerify | None = None) -> DeviceState:
+        """Program target conductances (S), clipped to [g_min, g_max], with write noise.
+
+        With `verify`, devices whose programmed conductance misses the target by more than
+        `verify.tolerance` are programmed again with fresh noise, up to `verify.max_iterations` attempts;
+        `state.iterations` records the attempts of each device. The verify loop is a `while_loop` and is
+        not differentiable; without `verify` programming is differentiable with respect to the target and
+        the device parameters.
+        """
+        check_finite("target conductance", target, "pass finite conductances in S")
+        target = jnp.clip(jnp.asarray(target, dtype=jnp.result_type(float)), self.g_min, self.g_max)
+        first = self._program_once(target, key=jax.random.fold_in(key, 0))
+        if verify is None:
+            return first
+        return _program_and_verify(self, target, first, key, verify)
+
+    def check_read_time(self, t) -> None:
+        """Raise ValueError for a concrete negative or non-finite read time."""
+        check_time("read time t", t)
+
+
+def _program_and_verify(device: Device, target, first: DeviceState, key, verify: ProgramVerify) -> DeviceState:
+    """Reprogram the devices outside the tolerance until all pass or the attempts run out."""
+
+    def within(state):
+        return jnp.abs(state.g - target) <= verify.tolerance
+
+    def cond(carry):
+        attempt, _, done = carry
+        return (attempt < verify.max_iterations) & ~jnp.all(done)
+
+    def body(carry):
+        attempt, state, done = carry
+        retry = device._program_once(target, key=jax.random.fold_in(key, attempt))
+        retry = eqx.tree_at(lambda s: s.iterations, retry, jnp.full_like(state.iterations, attempt + 1))
+        state = jax.tree_util.tree_map(lambda old, new: jnp.where(done, old, new), state, retry)
+        return attempt + 1, state, done | within(state)
+
+    carry = (jnp.asarray(1, jnp.int32), first, within(first))
+    _, state, _ = jax.lax.while_loop(cond, body, carry)
+    return state
