@@ -1,0 +1,1 @@
+"""Example study configurations for `xbar sweep`, shipped inside the package."""

@@ -1,0 +1,88 @@
+"""Study files: bundled configs parse, and bad settings raise ConfigError naming the key and the fix."""
+
+import pytest
+
+from xbar.cli import bundled_configs
+from xbar.config import ConfigError, build_tile, load_config, parse_config
+
+MINIMAL = """
+[array]
+rows = 4
+cols = 3
+"""
+
+
+def test_bundled_configs_parse():
+    configs = bundled_configs()
+    assert {"pcm_drift", "pcm_digits"} <= set(configs)
+    for path in configs.values():
+        config = load_config(path)
+        assert config.axes
+        assert config.seeds
+
+
+def test_pcm_drift_axes():
+    config = load_config(bundled_configs()["pcm_drift"])
+    names = [axis.name for axis in config.axes]
+    assert names == ["time", "drift_compensation", "adc_bits"]
+    assert config.axes[0].vectorized
+    assert not config.axes[1].vectorized
+    assert config.axes[0].units == "s"
+    assert min(config.axes[0].values) == 1.0
+    assert max(config.axes[0].values) == 31536000.0
+
+
+def test_defaults_filled_in():
+    config = parse_config(MINIMAL)
+    assert config.get("array.rows") == 4
+    assert config.get("device.model") == "pcm"
+    assert config.get("device.g_max") == 25e-6
+    assert config.seeds == (0,)
+
+
+def test_build_tile_from_defaults():
+    tile = build_tile(parse_config(MINIMAL).sections)
+    assert tile.adc.is_ideal
+    assert tile.dac.bits is None
+    assert tile.device.g_max == 25e-6
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[aray]\nrows = 4", 'did you mean "array"'),
+        ("[array]\nrwos = 4", 'did you mean "rows"'),
+        ("[device]\ng_mx = 1e-5", 'did you mean "g_max"'),
+        ('[array]\nrows = "many"', "array.rows"),
+        ("[array]\nrows = 2.5", "array.rows"),
+        ("[array]\nrows = 0", "must be > 0"),
+        ("[array]\nread_voltage = -0.2", "must be > 0"),
+        ("[adc]\nbits = 0", "at least 1 bit"),
+        ('[adc]\nbits = "exact"', '"ideal"'),
+        ("[adc]\nbits = true", "wrong type"),
+        ("[device]\ng_min = 3e-5\ng_max = 2e-5", "swap them"),
+        ("[device]\ng_max = -1e-5", "must be >= 0"),
+        ("[device]\nmodel = \"rram9\"", "'pcm'"),
+        ("[read]\ntime = -1.0", "must be >= 0"),
+        ("[read]\ntime = nan", "finite"),
+        ("[sweep]\nseeds = 0", "at least 1 seed"),
+        ("[sweep]\nseeds = [1, 1]", "twice"),
+        ('[[sweep.axes]]\nkey = "read.tme"\nvalues = [1.0]', 'did you mean "time"'),
+        ('[[sweep.axes]]\nkey = "time"\nvalues = [1.0]', '"section.name"'),
+        ('[[sweep.axes]]\nkey = "read.time"\nvalues = []', "non-empty"),
+        ('[[sweep.axes]]\nkey = "read.time"\nvalues = [-5.0]', "must be >= 0"),
+        ('[[sweep.axes]]\nkey = "read.time"\nvalues = [1.0, 1.0]', "duplicates"),
+        ('[[sweep.axes]]\nkey = "read.time"\nvalue = [1.0]', 'did you mean "values"'),
+        ('[[sweep.axes]]\nkey = "read.time"\nvalues = [1.0]\nname = "seed"', "other than 'seed'"),
+        ("this is not toml", "not valid TOML"),
+    ],
+)
+def test_bad_config_rejected(text, expected):
+    with pytest.raises(ConfigError) as error:
+        parse_config(text)
+    assert expected in str(error.value)
+
+
+def test_missing_file_rejected(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.toml")

@@ -1,0 +1,182 @@
+"""The `xbar` command: `xbar sweep` runs a study from a TOML file, `xbar validate` runs the validation checks."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+DEFAULT_STUDY = "pcm_drift"
+
+
+class UsageError(Exception):
+    """A command-line error reported with exit status 2."""
+
+
+def bundled_configs() -> dict[str, Path]:
+    """Return the example studies shipped with xbar, by name."""
+    folder = importlib.resources.files("xbar.examples")
+    return {Path(entry.name).stem: Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".toml")}
+
+
+def resolve_config(argument: str | None) -> tuple[Path, bool]:
+    """Return the configuration path and whether it is a bundled example."""
+    bundled = bundled_configs()
+    if argument is None:
+        return bundled[DEFAULT_STUDY], True
+    path = Path(argument)
+    if path.is_file():
+        return path, False
+    name = path.stem if path.suffix == ".toml" else argument
+    if path.parent == Path(".") and name in bundled:
+        return bundled[name], True
+    raise UsageError(
+        f"configuration {argument!r} not found: pass a TOML file or one of the bundled studies "
+        f"({', '.join(sorted(bundled))})"
+    )
+
+
+def _progress_printer(quiet: bool):
+    """Return a progress callback (done, total) for the terminal, and a function that closes it."""
+    if quiet:
+        return None, lambda: None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+    state = {"bar": None, "start": time.monotonic()}
+
+    def update(done, total):
+        if tqdm is not None:
+            if state["bar"] is None:
+                state["bar"] = tqdm(total=total, unit="point", desc="sweep", file=sys.stderr)
+            state["bar"].update(done - state["bar"].n)
+            return
+        elapsed = time.monotonic() - state["start"]
+        rate = done / elapsed if elapsed > 0 else 0.0
+        left = (total - done) / rate if rate > 0 else float("nan")
+        print(f"\rsweep: {done}/{total} points, {rate:.1f} points/s, {left:.0f} s left   ", end="", file=sys.stderr, flush=True)
+
+    def close():
+        if state["bar"] is not None:
+            state["bar"].close()
+        elif tqdm is None:
+            print(file=sys.stderr)
+
+    return update, close
+
+
+def command_sweep(args) -> int:
+    from .config import ConfigError, load_config
+
+    config_path, is_bundled = resolve_config(args.config)
+    try:
+        config = load_config(config_path)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+
+    if args.output is not None:
+        output = Path(args.output)
+    else:
+        folder = Path.cwd() if is_bundled else config_path.parent
+        output = folder / f"{config_path.stem}.nc"
+    if output.suffix != ".nc":
+        raise UsageError(f"output {str(output)!r} must end in .nc (NetCDF)")
+    plot_path = output.with_suffix(".png")
+    if not output.parent.is_dir():
+        raise UsageError(f"output folder {str(output.parent)!r} does not exist; create it or pass another -o")
+    if output.exists() and not args.overwrite:
+        raise UsageError(f"{str(output)!r} already exists; pass --overwrite to replace it or -o to write elsewhere")
+
+    from .studies import run_study
+    from .variability.output import plot_sweep, summary_table, write_netcdf
+
+    points = len(config.seeds)
+    for axis in config.axes:
+        points *= len(axis.values)
+    print(f"xbar {__version__}: study {config.name!r} from {config_path} ({points} points)", file=sys.stderr)
+    progress, close = _progress_printer(args.quiet)
+    start = time.monotonic()
+    try:
+        ds = run_study(config, progress=progress)
+    finally:
+        close()
+    elapsed = time.monotonic() - start
+
+    print(summary_table(ds))
+    if "software_accuracy" in ds:
+        print(f"software accuracy: {float(ds['software_accuracy']):.4f}")
+    write_netcdf(ds, output)
+    print(f"wrote {output} ({elapsed:.1f} s)")
+    if not args.no_plot:
+        try:
+            plot_sweep(ds, plot_path)
+        except ImportError as error:
+            print(f"no plot written: {error}", file=sys.stderr)
+        else:
+            print(f"wrote {plot_path}")
+    return 0
+
+
+def command_validate(args) -> int:
+    from .validation import format_results, list_checks, run_checks
+
+    if args.list:
+        print("\n".join(list_checks()))
+        return 0
+    known = list_checks()
+    for name in args.check or []:
+        if name not in known:
+            raise UsageError(f"unknown check {name!r}; known checks: {', '.join(known)}")
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    results = run_checks(output_dir, names=args.check or None)
+    print(format_results(results))
+    failed = [r.name for r in results if not r.passed]
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed; plots in {output_dir}")
+    return EXIT_FAILED if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xbar", description="Device-level simulation of memristor and PCM crossbars.")
+    parser.add_argument("--version", action="version", version=f"xbar {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sweep = commands.add_parser("sweep", help="run a parameter sweep from a TOML study file")
+    sweep.add_argument("config", nargs="?", help=f"TOML file or bundled study name (default: {DEFAULT_STUDY})")
+    sweep.add_argument("-o", "--output", help="NetCDF output path (default: next to the config, named after it; "
+                       "for a bundled study, in the current folder); the plot goes beside it as .png")
+    sweep.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    sweep.add_argument("--no-plot", action="store_true", help="do not write the PNG plot")
+    sweep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(handler=command_sweep)
+
+    validate = commands.add_parser("validate", help="compare the models with published curves")
+    validate.add_argument("-o", "--output-dir", default="xbar-validation", help="folder for the plots (default: xbar-validation)")
+    validate.add_argument("--check", action="append", help="run only this check (repeatable)")
+    validate.add_argument("--list", action="store_true", help="list the checks and exit")
+    validate.set_defaults(handler=command_validate)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except UsageError as error:
+        print(f"xbar: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\nxbar: interrupted; no output file was written or changed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,338 @@
+"""Study configuration files (TOML): schema, validation and construction of the simulated hardware.
+
+A study file has the sections `[study]`, `[device]`, `[array]`, `[dac]`, `[adc]`, `[noise]`, `[read]`,
+`[workload]` and `[sweep]`. Every key is checked against the schema below before any work starts;
+unknown keys are rejected with the closest known spelling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .crossbar import ADC, DAC, Tile
+from .devices import PCM, IdealDevice
+
+
+class ConfigError(ValueError):
+    """An invalid study configuration; the message names the key, the value and the fix."""
+
+
+DEVICE_MODELS = {"pcm": PCM, "ideal": IdealDevice}
+WORKLOADS = ("mvm_error", "digits")
+
+
+@dataclass(frozen=True)
+class Key:
+    """Schema entry of one configuration key."""
+
+    types: tuple[type, ...]
+    default: Any
+    description: str
+    sweepable: bool = True  # True: numeric and vectorized in sweeps; False: looped (changes structure)
+    units: str = ""
+    choices: tuple[Any, ...] = ()
+    positive: bool = False  # numbers must be > 0 (>= 0 otherwise, where numeric)
+
+
+_NUMBER = (int, float)
+_BITS = (int, str)  # an integer, or "ideal"
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "study": {
+        "name": Key((str,), "", "short name of the study", sweepable=False),
+        "description": Key((str,), "", "what the study measures", sweepable=False),
+        "workload": Key((str,), "mvm_error", "what is simulated", sweepable=False, choices=WORKLOADS),
+    },
+    "device": {
+        "model": Key((str,), "pcm", "device model", sweepable=False, choices=tuple(DEVICE_MODELS)),
+    },
+    "array": {
+        "rows": Key((int,), 256, "rows (word lines) of the tile", sweepable=False, positive=True),
+        "cols": Key((int,), 256, "columns (bit lines) of the tile", sweepable=False, positive=True),
+        "read_voltage": Key(_NUMBER, 0.2, "row voltage of a full-scale input", units="V", positive=True),
+        "read_time": Key(_NUMBER, 250e-9, "duration of one read", units="s", positive=True),
+        "weight_range": Key(_NUMBER, 0.0, "weight mapped to g_max; 0 uses max|W|", units="1"),
+    },
+    "dac": {
+        "bits": Key(_BITS, "ideal", 'input DAC resolution in bits, or "ideal"', sweepable=False),
+        "input_range": Key(_NUMBER, 1.0, "input magnitude mapped to the full read voltage", units="1", positive=True),
+    },
+    "adc": {
+        "bits": Key(_BITS, "ideal", 'output ADC resolution in bits, or "ideal"', sweepable=False),
+        "current_range": Key(_NUMBER, 0.0, "ADC full-scale current; 0 calibrates it on the workload", units="A"),
+        "headroom": Key(_NUMBER, 1.0, "multiplier of a calibrated ADC range", units="1", positive=True),
+    },
+    "noise": {
+        "short_term": Key(_NUMBER, 0.0, "relative std of each device current per product", units="1"),
+        "output": Key(_NUMBER, 0.0, "std of the current noise at each ADC input", units="A"),
+    },
+    "read": {
+        "time": Key(_NUMBER, 0.0, "time after programming at which the array is read", units="s"),
+        "drift_compensation": Key((bool,), False, "apply global drift compensation", sweepable=False),
+    },
+    "workload": {
+        "batch": Key((int,), 512, "input vectors per evaluation (mvm_error)", sweepable=False, positive=True),
+        "weights_low": Key(_NUMBER, -1.0, "lower bound of the uniform weights (mvm_error)", sweepable=False),
+        "weights_high": Key(_NUMBER, 1.0, "upper bound of the uniform weights (mvm_error)", sweepable=False),
+        "inputs_low": Key(_NUMBER, -1.0, "lower bound of the uniform inputs (mvm_error)", sweepable=False),
+        "inputs_high": Key(_NUMBER, 1.0, "upper bound of the uniform inputs (mvm_error)", sweepable=False),
+        "hidden": Key((int,), 32, "hidden units of the perceptron (digits)", sweepable=False, positive=True),
+        "train_steps": Key((int,), 400, "full-batch Adam steps of software training (digits)", sweepable=False, positive=True),
+        "learning_rate": Key(_NUMBER, 0.01, "Adam learning rate (digits)", sweepable=False, positive=True),
+        "test_fraction": Key(_NUMBER, 0.25, "share of the digits held out for testing", sweepable=False, positive=True),
+        "training_seed": Key((int,), 0, "seed of the data split and of training (digits)", sweepable=False),
+    },
+    "sweep": {
+        "seeds": Key((int, list), 1, "number of Monte Carlo seeds, or a list of seeds", sweepable=False),
+        "axes": Key((list,), [], "swept parameters ([[sweep.axes]] tables)", sweepable=False),
+    },
+}
+
+AXIS_KEYS = {"key", "values", "name"}
+
+
+def device_keys(model: str) -> dict[str, Key]:
+    """Return the schema of `[device]` for one model: its numeric parameters, with their defaults."""
+    keys = dict(SCHEMA["device"])
+    cls = DEVICE_MODELS[model]
+    for f in dataclasses.fields(cls):
+        default = f.default
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            units = "S" if f.name.startswith("g_") else "s" if f.name in ("t0", "t_read") else ""
+            keys[f.name] = Key(_NUMBER, float(default), f"{cls.__name__}.{f.name}", units=units)
+    return keys
+
+
+@dataclass(frozen=True)
+class SweepAxis:
+    """One swept configuration key."""
+
+    key: str  # "section.name"
+    name: str  # dimension name in the result
+    values: tuple[Any, ...]
+    vectorized: bool
+    units: str
+    description: str
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A validated study: the full configuration with defaults filled in, and its sweep."""
+
+    sections: dict[str, dict[str, Any]]
+    axes: tuple[SweepAxis, ...]
+    seeds: tuple[int, ...]
+    text: str = ""
+    source: str = ""
+    name: str = field(default="")
+
+    def get(self, dotted: str) -> Any:
+        section, name = dotted.split(".", 1)
+        return self.sections[section][name]
+
+    def with_values(self, values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Return the sections with some keys ("section.name" -> value) replaced."""
+        sections = {name: dict(entries) for name, entries in self.sections.items()}
+        for dotted, value in values.items():
+            section, name = dotted.split(".", 1)
+            sections[section][name] = value
+        return sections
+
+
+def _suggest(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f'; did you mean "{close[0]}"?' if close else f"; known keys: {', '.join(sorted(options))}"
+
+
+def _check_value(where: str, value: Any, spec: Key) -> Any:
+    if isinstance(value, bool) and bool not in spec.types:
+        raise ConfigError(f"{where} = {value!r} has the wrong type: expected {_type_names(spec)}")
+    if not isinstance(value, spec.types):
+        raise ConfigError(f"{where} = {value!r} has the wrong type ({type(value).__name__}): expected {_type_names(spec)}")
+    if spec.choices and value not in spec.choices:
+        raise ConfigError(f"{where} = {value!r} is not one of {', '.join(map(repr, spec.choices))}")
+    if spec.types == _BITS:
+        if isinstance(value, str):
+            if value != "ideal":
+                raise ConfigError(f'{where} = {value!r}: use a whole number of bits (>= 1) or "ideal"')
+        elif value < 1:
+            raise ConfigError(f'{where} = {value}: a converter needs at least 1 bit; use "ideal" for no quantization')
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} = {value}: must be a finite number")
+        if spec.positive and value <= 0:
+            raise ConfigError(f"{where} = {value}: must be > 0{f' {spec.units}' if spec.units else ''}")
+        if not spec.positive and value < 0 and not where.split(".")[-1].endswith(("_low", "_high")):
+            raise ConfigError(f"{where} = {value}: must be >= 0{f' {spec.units}' if spec.units else ''}")
+    return float(value) if spec.types == _NUMBER else value
+
+
+def _type_names(spec: Key) -> str:
+    if spec.types == _BITS:
+        return 'an integer number of bits or "ideal"'
+    names = {int: "integer", float: "number", str: "string", bool: "true or false", list: "list"}
+    if spec.types == _NUMBER:
+        return "a number"
+    return " or ".join(names.get(t, t.__name__) for t in spec.types)
+
+
+def parse_config(text: str, source: str = "<string>") -> StudyConfig:
+    """Parse and validate a study configuration given as TOML text."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source} is not valid TOML: {error}") from None
+
+    for section in raw:
+        if section not in SCHEMA:
+            raise ConfigError(f"{source}: unknown section [{section}]{_suggest(section, SCHEMA)}")
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"{source}: {section} must be a [{section}] table")
+
+    model = raw.get("device", {}).get("model", "pcm")
+    if model not in DEVICE_MODELS:
+        raise ConfigError(f"{source}: device.model = {model!r} is not one of {', '.join(map(repr, DEVICE_MODELS))}")
+    schema = dict(SCHEMA, device=device_keys(model))
+
+    sections: dict[str, dict[str, Any]] = {}
+    for section, keys in schema.items():
+        given = raw.get(section, {})
+        for name in given:
+            if name not in keys:
+                raise ConfigError(f"{source}: unknown key {section}.{name}{_suggest(name, keys)}")
+        sections[section] = {
+            name: _check_value(f"{section}.{name}", given[name], spec) if name in given else spec.default
+            for name, spec in keys.items()
+        }
+
+    _check_ranges(sections, source)
+    seeds = _parse_seeds(sections["sweep"]["seeds"], source)
+    axes = tuple(_parse_axis(entry, i, schema, source) for i, entry in enumerate(sections["sweep"]["axes"]))
+    names = [axis.name for axis in axes]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: two sweep axes share the name {sorted(n for n in names if names.count(n) > 1)[0]!r}; give one a distinct name")
+    keys = [axis.key for axis in axes]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"{source}: a key is swept twice; merge its values into one [[sweep.axes]] table")
+    study_name = sections["study"]["name"] or Path(source).stem
+    return StudyConfig(sections=sections, axes=axes, seeds=seeds, text=text, source=source, name=study_name)
+
+
+def load_config(path) -> StudyConfig:
+    """Read and validate a study configuration file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {str(path)!r} not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read configuration file {str(path)!r}: {error}") from None
+    return parse_config(text, source=str(path))
+
+
+def _check_ranges(sections, source):
+    device = sections["device"]
+    if "g_min" in device and device["g_min"] >= device["g_max"]:
+        raise ConfigError(
+            f"{source}: device.g_min ({device['g_min']} S) must be below device.g_max ({device['g_max']} S); swap them"
+        )
+    workload = sections["workload"]
+    for what in ("weights", "inputs"):
+        if workload[f"{what}_low"] >= workload[f"{what}_high"]:
+            raise ConfigError(f"{source}: workload.{what}_low must be below workload.{what}_high")
+    if not 0 < workload["test_fraction"] < 1:
+        raise ConfigError(f"{source}: workload.test_fraction = {workload['test_fraction']} must be between 0 and 1")
+
+
+def _parse_seeds(seeds, source) -> tuple[int, ...]:
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ConfigError(f"{source}: sweep.seeds = {seeds}: use at least 1 seed")
+        return tuple(range(seeds))
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise ConfigError(f"{source}: sweep.seeds must be a count >= 1 or a non-empty list of integers >= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{source}: sweep.seeds lists a seed twice: {seeds!r}")
+    return tuple(seeds)
+
+
+def _parse_axis(entry, index, schema, source) -> SweepAxis:
+    where = f"{source}: sweep.axes[{index}]"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a table with key and values ([[sweep.axes]])")
+    for name in entry:
+        if name not in AXIS_KEYS:
+            raise ConfigError(f"{where}: unknown entry {name!r}{_suggest(name, AXIS_KEYS)}")
+    if "key" not in entry or "values" not in entry:
+        raise ConfigError(f"{where} needs both key (e.g. \"read.time\") and values (a list)")
+    dotted = entry["key"]
+    if not isinstance(dotted, str) or "." not in dotted:
+        raise ConfigError(f'{where}: key = {dotted!r} must name a setting as "section.name", e.g. "read.time"')
+    section, name = dotted.split(".", 1)
+    if section not in schema or section in ("sweep", "study"):
+        options = [s for s in schema if s not in ("sweep", "study")]
+        raise ConfigError(f"{where}: cannot sweep section {section!r}{_suggest(section, options)}")
+    if name not in schema[section]:
+        raise ConfigError(f"{where}: unknown key {dotted}{_suggest(name, schema[section])}")
+    spec = schema[section][name]
+    values = entry["values"]
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{where}: values must be a non-empty list")
+    checked = tuple(_check_value(f"{dotted} (sweep value)", value, spec) for value in values)
+    if len(set(map(repr, checked))) != len(checked):
+        raise ConfigError(f"{where}: values of {dotted} contain duplicates")
+    axis_name = entry.get("name", name)
+    if not isinstance(axis_name, str) or not axis_name.isidentifier() or axis_name == "seed":
+        raise ConfigError(f"{where}: name = {axis_name!r} must be an identifier other than 'seed'")
+    return SweepAxis(
+        key=dotted, name=axis_name, values=checked, vectorized=spec.sweepable,
+        units=spec.units, description=spec.description,
+    )
+
+
+def build_device(sections):
+    """Construct the device model of a configuration (values may be traced scalars)."""
+    device = dict(sections["device"])
+    cls = DEVICE_MODELS[device.pop("model")]
+    return cls(**device)
+
+
+def _bits(value):
+    return None if value == "ideal" else int(value)
+
+
+def build_tile(sections, *, adc_range=None) -> Tile:
+    """Construct the tile of a configuration; `adc_range` (A) replaces a calibrated (zero) ADC range."""
+    array, dac, adc, noise, read = (sections[s] for s in ("array", "dac", "adc", "noise", "read"))
+    adc_bits = _bits(adc["bits"])
+    current_range = adc["current_range"]
+    if adc_bits is None and _is_zero(current_range):
+        converter = ADC()
+    else:
+        if _is_zero(current_range):
+            if adc_range is None:
+                raise ConfigError("adc.current_range = 0 asks for calibration, which this workload does not do; set it in A")
+            current_range = adc_range * adc["headroom"]
+        converter = ADC(bits=adc_bits, current_range=current_range)
+    weight_range = array["weight_range"]
+    return Tile(
+        device=build_device(sections),
+        read_voltage=array["read_voltage"],
+        read_time=array["read_time"],
+        weight_range=None if _is_zero(weight_range) else weight_range,
+        dac=DAC(bits=_bits(dac["bits"]), input_range=dac["input_range"]),
+        adc=converter,
+        short_term_noise=noise["short_term"],
+        output_noise=noise["output"],
+        drift_compensation=read["drift_compensation"],
+    )
+
+
+def _is_zero(value) -> bool:
+    return isinstance(value, (int, float)) and value == 0

@@ -1,0 +1,202 @@
+"""The workloads behind `xbar sweep`: what one grid point of a study simulates and measures.
+
+- `mvm_error`: relative error ||Y - X W||_F / ||X W||_F of one tile's matrix-vector products over a batch,
+  with W and X drawn uniformly per seed and the ideal X W computed in float64.
+- `digits`: a two-layer perceptron trained in software on the scikit-learn digits (8 x 8 handwritten
+  digits), mapped onto one tile per layer; test accuracy of the mapped network.
+
+Everything traced (programming, reading, products, metrics) runs inside the sweep; data generation,
+training and calibration run once, eagerly, before it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from . import __version__
+from .config import StudyConfig, build_tile
+from .variability.sweep import Axis, sweep
+
+logger = logging.getLogger(__name__)
+
+# Tags that derive independent streams from one seed's key.
+_DATA_STREAM = 1
+_DEVICE_STREAM = 2
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A study's traced function and what the sweep needs besides it."""
+
+    simulate: Callable  # (sections, key, data) -> dict of metrics
+    seed_data: Callable | None
+    metric_units: dict[str, str]
+    extra: dict[str, Any]  # results computed once (for example the software accuracy)
+    extra_attrs: dict[str, dict[str, str]]
+
+
+def run_study(config: StudyConfig, *, progress=None) -> xr.Dataset:
+    """Run the sweep of a study and return its labeled results."""
+    workload = _WORKLOADS[config.sections["study"]["workload"]](config)
+    by_name = {axis.name: axis.key for axis in config.axes}
+
+    def simulate(params, key, data):
+        sections = config.with_values({by_name[name]: value for name, value in params.items()})
+        return workload.simulate(sections, jax.random.fold_in(key, _DEVICE_STREAM), data)
+
+    axes = [
+        Axis(name=a.name, values=list(a.values), vectorized=a.vectorized, units=a.units, description=f"{a.key}: {a.description}")
+        for a in config.axes
+    ]
+    attrs = {
+        "title": config.name,
+        "description": config.sections["study"]["description"],
+        "workload": config.sections["study"]["workload"],
+        "config": config.text,
+        "config_source": config.source,
+        "xbar_version": __version__,
+    }
+    ds = sweep(
+        simulate, axes, seeds=list(config.seeds), seed_data=workload.seed_data,
+        metric_units=workload.metric_units, attrs=attrs, progress=progress,
+    )
+    for name, value in workload.extra.items():
+        ds[name] = xr.DataArray(value, attrs=workload.extra_attrs.get(name, {}))
+    return ds
+
+
+# mvm_error
+
+
+def _mvm_error(config: StudyConfig) -> Workload:
+    workload = config.sections["workload"]
+    rows, cols = config.sections["array"]["rows"], config.sections["array"]["cols"]
+    batch = workload["batch"]
+
+    def seed_data(seed):
+        key = jax.random.fold_in(jax.random.key(seed), _DATA_STREAM)
+        key_w, key_x = jax.random.split(key)
+        weights = jax.random.uniform(key_w, (rows, cols), minval=workload["weights_low"], maxval=workload["weights_high"])
+        inputs = jax.random.uniform(key_x, (batch, rows), minval=workload["inputs_low"], maxval=workload["inputs_high"])
+        # The ideal product in float64, rounded once to float32: the best float32 reference.
+        ideal = np.asarray(inputs, np.float64) @ np.asarray(weights, np.float64)
+        return {"weights": weights, "inputs": inputs, "ideal": jnp.asarray(ideal.astype(np.float32))}
+
+    def simulate(sections, key, data):
+        adc_range = _calibrated_adc_range(sections, data["ideal"], data["weights"])
+        tile = build_tile(sections, adc_range=adc_range)
+        y = tile.forward(data["weights"], data["inputs"], sections["read"]["time"], key=key)
+        error = jnp.linalg.norm(y - data["ideal"]) / jnp.linalg.norm(data["ideal"])
+        return {"mvm_error": error}
+
+    return Workload(simulate, seed_data, {"mvm_error": "1"}, {}, {})
+
+
+def _calibrated_adc_range(sections, ideal_outputs, weights):
+    """Return the largest ideal column current (A) of the workload's outputs, for a calibrated ADC range."""
+    array, device, dac = sections["array"], sections["device"], sections["dac"]
+    weight_scale = array["weight_range"]
+    if isinstance(weight_scale, (int, float)) and weight_scale == 0:
+        weight_scale = jnp.max(jnp.abs(weights))
+    span = device["g_max"] - device.get("g_min", 0.0)
+    amperes_per_unit = array["read_voltage"] * span / (weight_scale * dac["input_range"])
+    return jnp.max(jnp.abs(ideal_outputs)) * amperes_per_unit
+
+
+# digits
+
+
+def load_digits_split(test_fraction: float, seed: int):
+    """Return (x_train, y_train, x_test, y_test) of the scikit-learn digits, pixels scaled to [0, 1]."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as error:
+        raise ImportError(
+            'the digits workload needs scikit-learn: pip install "xbar-sim[examples]"'
+        ) from error
+    digits = load_digits()
+    x = np.asarray(digits.data, np.float32) / 16.0
+    y = np.asarray(digits.target, np.int32)
+    order = np.asarray(jax.random.permutation(jax.random.key(seed), len(y)))
+    n_test = int(round(test_fraction * len(y)))
+    test, train = order[:n_test], order[n_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+def train_perceptron(x, y, *, hidden: int, steps: int, learning_rate: float, seed: int):
+    """Train a two-layer ReLU perceptron with Adam (optax) on full batches; return its parameters."""
+    try:
+        import optax
+    except ImportError as error:
+        raise ImportError('the digits workload needs optax: pip install "xbar-sim[examples]"') from error
+    key_1, key_2 = jax.random.split(jax.random.key(seed))
+    n_in, n_out = x.shape[1], int(y.max()) + 1
+    params = {
+        "w1": jax.random.normal(key_1, (n_in, hidden)) * jnp.sqrt(2.0 / n_in),
+        "b1": jnp.zeros(hidden),
+        "w2": jax.random.normal(key_2, (hidden, n_out)) * jnp.sqrt(1.0 / hidden),
+        "b2": jnp.zeros(n_out),
+    }
+    optimizer = optax.adam(learning_rate)
+
+    def loss(params):
+        logits = perceptron(params, x)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    @jax.jit
+    def step(carry, _):
+        params, state = carry
+        grads = jax.grad(loss)(params)
+        updates, state = optimizer.update(grads, state, params)
+        return (optax.apply_updates(params, updates), state), None
+
+    (params, _), _ = jax.lax.scan(step, (params, optimizer.init(params)), None, length=steps)
+    return params
+
+
+def perceptron(params, x):
+    """Return the logits of the two-layer ReLU perceptron in software."""
+    return jax.nn.relu(x @ params["w1"] + params["b1"]) @ params["w2"] + params["b2"]
+
+
+def _digits(config: StudyConfig) -> Workload:
+    workload = config.sections["workload"]
+    x_train, y_train, x_test, y_test = load_digits_split(workload["test_fraction"], workload["training_seed"])
+    params = train_perceptron(
+        jnp.asarray(x_train), jnp.asarray(y_train), hidden=workload["hidden"], steps=workload["train_steps"],
+        learning_rate=workload["learning_rate"], seed=workload["training_seed"],
+    )
+    software = float(np.mean(np.argmax(np.asarray(perceptron(params, x_test)), axis=1) == y_test))
+    logger.info("software test accuracy of the digits perceptron: %.4f", software)
+
+    # Calibration on the training set: the DAC range of layer 2 and the ideal outputs of each layer.
+    hidden_train = jax.nn.relu(x_train @ params["w1"] + params["b1"])
+    hidden_range = float(jnp.max(hidden_train))
+    outputs_1 = x_train @ params["w1"]
+    outputs_2 = hidden_train @ params["w2"]
+    x_test, y_test = jnp.asarray(x_test), jnp.asarray(y_test)
+
+    def simulate(sections, key, data):
+        del data
+        key_1, key_2 = jax.random.split(key)
+        layer_1 = build_tile(sections, adc_range=_calibrated_adc_range(sections, outputs_1, params["w1"]))
+        sections_2 = {**sections, "dac": {**sections["dac"], "input_range": hidden_range}}
+        layer_2 = build_tile(sections_2, adc_range=_calibrated_adc_range(sections_2, outputs_2, params["w2"]))
+        t = sections["read"]["time"]
+        hidden = jax.nn.relu(layer_1.forward(params["w1"], x_test, t, key=key_1) + params["b1"])
+        logits = layer_2.forward(params["w2"], hidden, t, key=key_2) + params["b2"]
+        return {"accuracy": jnp.mean(jnp.argmax(logits, axis=1) == y_test)}
+
+    extra = {"software_accuracy": software}
+    extra_attrs = {"software_accuracy": {"units": "1", "long_name": "test accuracy of the network in software (float32)"}}
+    return Workload(simulate, None, {"accuracy": "1"}, extra, extra_attrs)
+
+
+_WORKLOADS = {"mvm_error": _mvm_error, "digits": _digits}
