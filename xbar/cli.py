@@ -110,8 +110,6 @@ def command_sweep(args) -> int:
     elapsed = time.monotonic() - start
 
     print(summary_table(ds))
-    if "software_accuracy" in ds:
-        print(f"software accuracy: {float(ds['software_accuracy']):.4f}")
     write_netcdf(ds, output)
     print(f"wrote {output} ({elapsed:.1f} s)")
     if not args.no_plot:

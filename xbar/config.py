@@ -104,7 +104,11 @@ def device_keys(model: str) -> dict[str, Key]:
     for f in dataclasses.fields(cls):
         default = f.default
         if isinstance(default, (int, float)) and not isinstance(default, bool):
-            units = "S" if f.name.startswith("g_") else "s" if f.name in ("t0", "t_read") else ""
+            units = ""
+            if f.name.startswith("g_"):
+                units = "S"
+            elif f.name in ("t0", "t_read"):
+                units = "s"
             keys[f.name] = Key(_NUMBER, float(default), f"{cls.__name__}.{f.name}", units=units)
     return keys
 

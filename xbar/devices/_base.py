@@ -49,8 +49,8 @@ class Device(eqx.Module):
     """Base class of device models.
 
     A device model is an immutable pytree of physical parameters in SI units. Its methods are pure
-    functions of an explicit state and an explicit PRNG key, elementwise over arrays of any shape, and
-    work under `jit` and `vmap`; `read` and `program` (without verify) also work under `grad`.
+    functions of an explicit state and an explicit PRNG key, elementwise over arrays of any shape. They
+    work under `jit` and `vmap`, and `read` and `program` (without verify) also work under `grad`.
     Time `t` is always measured from the end of the last programming or pulse event.
 
     Subclasses implement `_program_once`, `drift`, `read` and `apply_pulses` and declare `g_min`, `g_max`.

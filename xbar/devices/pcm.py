@@ -186,10 +186,11 @@ class PCM(Device):
         counts without `max_pulses` use a `while_loop`, which is not reverse-differentiable.
         """
         check_finite("n_pulses", n_pulses)
+        # Read concrete counts before any jnp operation: inside `jit` those return tracers even for constants.
+        if max_pulses is None and is_concrete(n_pulses):
+            max_pulses = int(np.max(np.round(np.asarray(n_pulses)), initial=0))
         n = jnp.asarray(n_pulses)
         n = jnp.broadcast_to(jnp.round(n).astype(jnp.int32), jnp.shape(state.g))
-        if max_pulses is None and is_concrete(n):
-            max_pulses = int(np.max(np.asarray(n), initial=0))
         key_set, key_reset, key_nu = jax.random.split(key, 3)
 
         u = state.g / self.g_max
@@ -211,7 +212,8 @@ class PCM(Device):
         u_reset = jnp.clip(self.reset_level + self.reset_noise * reset_xi, 0.0, 1.0)
         u = jnp.where(n < 0, u_reset, u)
 
-        g = u * self.g_max
         changed = n != 0
+        # Untouched devices keep their exact conductance: the round trip through u can move it by one ulp.
+        g = jnp.where(changed, u * self.g_max, state.g)
         nu = jnp.where(changed, self._sample_nu(g, key_nu), state.nu)
         return eqx.tree_at(lambda s: (s.g, s.nu), state, (g, nu))

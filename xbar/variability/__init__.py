@@ -1,0 +1,10 @@
+"""Parameter sweeps over device and circuit parameters with Monte Carlo seeds, and their outputs.
+
+`sweep` evaluates a pure function over named axes and seeds under jit and vmap and returns an
+xarray.Dataset. `write_netcdf`, `summary_table` and `plot_sweep` write, tabulate and plot that Dataset.
+"""
+
+from .output import plot_sweep, summary_table, write_netcdf
+from .sweep import Axis, sweep
+
+__all__ = ["Axis", "plot_sweep", "summary_table", "sweep", "write_netcdf"]
