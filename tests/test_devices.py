@@ -79,7 +79,7 @@ def test_verify_records_iterations_per_device(key):
     assert np.any(iterations > 1)
 
 
-def test_verify_first_pass_keeps_single_shot_result(key):
+def test_verify_first_pass_keeps_first_draw(key):
     device = PCM()
     target = verify_targets()
     single = device.program(target, key=key)

@@ -45,7 +45,7 @@ def make_problem():
 def make_loss(weights, inputs, cotangent, key, t=3600.0):
     """Return loss(weights, drift_scale, g_max, read_voltage) of a PCM tile with every noise source on.
 
-    The quantizers are ideal; write noise, drift, read noise, short-term and output noise and global drift
+    The quantizers are ideal. Write noise, drift, read noise, short-term and output noise and global drift
     compensation are all active, so every parameter reaches the loss through the noise terms too.
     """
     base = Tile(device=PCM(), short_term_noise=0.03, output_noise=1e-8, drift_compensation=True)

@@ -6,9 +6,9 @@ Gradual SET: aihwkit's `PCMPresetDevice`, fitted to S. R. Nandakumar et al., Fro
 (2020); its weight range [0, 2] maps onto [0, g_max], so its weight steps are halved here.
 
 The reference functions below restate the published equations in NumPy float64, independently of the library.
-Sample statistics are checked at five standard errors: the sample mean of n draws of standard deviation sigma
-has standard error sigma / sqrt(n), and the sample standard deviation of n normal draws has relative standard
-error 1 / sqrt(2 (n - 1)).
+Sample statistics are checked at five standard errors. The sample mean of n draws of standard deviation sigma
+has standard error sigma / sqrt(n). The sample standard deviation of n normal draws has relative standard error
+1 / sqrt(2 (n - 1)).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def test_statistics_match_equations_on_dense_grid():
     )
 
 
-def test_mean_drift_exponent_bounded_and_non_increasing():
+def test_mean_drift_exponent_bounded_monotone():
     device = PCM()
     mu = np.asarray(device.drift_exponent_mean(np.linspace(0.0, G_MAX, 2001)))
 
@@ -147,8 +147,8 @@ def test_programming_noise_matches_sigma(x, key):
     assert error.std(ddof=1) / sigma == pytest.approx(1.0, abs=Z * relative_std_error(N_SAMPLES))
 
 
-def test_programming_noise_at_half_range_is_published_value(key):
-    # 0.9527 uS at x = 0.5 (Joshi et al. 2020 fit); the bound is five relative standard errors.
+def test_programming_noise_published_at_half_range(key):
+    # The Joshi et al. 2020 fit gives 0.9527 uS at x = 0.5. The bound is five relative standard errors.
     state = PCM().program(jnp.full(N_SAMPLES, 0.5 * G_MAX), key=key)
     sample_std = np.std(np.asarray(state.g, np.float64) - 0.5 * G_MAX, ddof=1)
 
@@ -160,7 +160,7 @@ def test_programming_noise_clamps_at_zero(key):
     g = np.asarray(state.g)
 
     assert g.min() == 0.0
-    # Half of the draws fall below 0 S and are clamped; the binomial standard error of the fraction is 0.5/sqrt(n).
+    # Half of the draws fall below 0 S and are clamped. The binomial standard error of that fraction is 0.5/sqrt(n).
     assert np.mean(g == 0.0) == pytest.approx(0.5, abs=Z * 0.5 / np.sqrt(N_SAMPLES))
 
 
@@ -179,7 +179,7 @@ def test_drift_exponent_matches_mean_and_spread(x, key):
 
 @pytest.mark.parametrize("x", [0.5, 1.0])
 def test_read_noise_matches_sigma_at_one_day(x, key):
-    # Without write noise Q_s is evaluated at x exactly; the relative residual read / drift - 1 has standard
+    # Without write noise Q_s is evaluated at x exactly. The relative residual read / drift - 1 then has standard
     # deviation Q_s(x) f(1 day) (0.0702 at x = 0.5, 0.0448 at x = 1), far from the clamp at 0 S.
     device = PCM(prog_noise_scale=0.0)
     state = device.program(jnp.full(N_SAMPLES, x * G_MAX), key=key)
@@ -225,7 +225,7 @@ def test_drift_follows_power_law(key):
 
 
 def test_drift_log_log_slope_is_minus_nu(key):
-    # d ln G / d ln(t + t0) = -nu exactly (noise-free drift); float32 gradients agree to about 1e-6.
+    # Noise-free drift has d ln G / d ln(t + t0) = -nu exactly, and float32 gradients agree to about 1e-6.
     device = PCM()
     state = device.program(jnp.array([5e-6]), key=key)
 
@@ -366,7 +366,7 @@ def test_max_pulses_matches_concrete_counts(key):
         np.testing.assert_allclose(other.nu, concrete.nu, rtol=1e-6)
 
 
-def test_pulses_with_constant_count_differentiable_under_jit(key):
+def test_constant_pulse_count_grad_under_jit(key):
     # A constant count inside `jit` must still give a fixed-length loop, which reverse-mode `grad` needs.
     base = PCM()
     state = base.program(jnp.linspace(0.1 * G_MAX, 0.9 * G_MAX, 6), key=key)
@@ -380,3 +380,10 @@ def test_pulses_with_constant_count_differentiable_under_jit(key):
 
     assert np.isfinite(eager)
     assert float(jitted) == pytest.approx(float(eager), rel=1e-5)
+
+
+def test_reversed_drift_bounds_rejected():
+    with pytest.raises(ValueError, match="mu_nu_bounds"):
+        PCM(mu_nu_bounds=(0.1, 0.049))
+    with pytest.raises(ValueError, match="sigma_nu_bounds"):
+        PCM(sigma_nu_bounds=(-0.01, 0.045))

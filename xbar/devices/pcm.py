@@ -112,6 +112,10 @@ class PCM(Device):
         for name in ("prog_noise_scale", "drift_scale", "read_noise_scale", "set_step", "set_noise",
                      "set_noise_offset", "set_noise_slope", "reset_level", "reset_noise", "set_amplitude"):
             check_positive(name, getattr(self, name), allow_zero=True)
+        for name in ("mu_nu_bounds", "sigma_nu_bounds"):
+            low, high = getattr(self, name)
+            if is_concrete((low, high)) and not 0 <= float(low) <= float(high):
+                raise ValueError(f"{name} = ({low}, {high}) must satisfy 0 <= low <= high; pass (low, high) in that order")
         for name in ("prog_coeff", "mu_nu_coeff", "sigma_nu_coeff"):
             check_finite(name, np.asarray(getattr(self, name)) if is_concrete(getattr(self, name)) else None)
 
