@@ -6,9 +6,18 @@ Tests run in JAX's default float32. A test that needs float64 switches it on for
 
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# On CI (CI=true) hypothesis draws the same examples on every run, so a red run can be reproduced
+# exactly; locally it explores new examples each time.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI", "").lower() == "true":
+    settings.load_profile("ci")
 
 
 @pytest.fixture

@@ -124,9 +124,42 @@ def test_missing_config_exit_status_2(tmp_path, capsys):
     assert "pcm_drift" in capsys.readouterr().err
 
 
-def test_missing_output_folder_exit_status_2(small_config, tmp_path, capsys):
-    assert main(["sweep", str(small_config), "-o", str(tmp_path / "no" / "run.nc")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+def test_missing_output_folder_created(small_config, tmp_path):
+    output = tmp_path / "results" / "run1" / "run.nc"
+
+    assert main(["sweep", str(small_config), "-o", str(output), "--quiet", "--no-plot"]) == 0
+
+    assert output.is_file()
+
+
+def test_output_folder_path_exit_status_2(small_config, tmp_path, capsys):
+    folder = tmp_path / "taken.nc"
+    folder.mkdir()
+
+    assert main(["sweep", str(small_config), "-o", str(folder), "--quiet"]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_existing_plot_kept(small_config, capsys):
+    plot = small_config.with_suffix(".png")
+    plot.write_bytes(b"old plot")
+
+    assert main(["sweep", str(small_config), "--quiet"]) == 2
+
+    assert "--overwrite" in capsys.readouterr().err
+    assert plot.read_bytes() == b"old plot"
+    assert not small_config.with_suffix(".nc").exists()
+
+
+def test_study_without_axes_runs(tmp_path, capsys):
+    config = tmp_path / "flat.toml"
+    config.write_text("[array]\nrows = 8\ncols = 4\n[workload]\nbatch = 4\n[sweep]\nseeds = 3\n", encoding="utf-8")
+
+    assert main(["sweep", str(config), "--quiet"]) == 0
+
+    with xr.open_dataset(config.with_suffix(".nc")) as ds:
+        assert ds["mvm_error"].dims == ("seed",)
+    assert "no plot written" in capsys.readouterr().err
 
 
 def test_interrupted_sweep_leaves_no_output(small_config, monkeypatch, capsys):

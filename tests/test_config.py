@@ -61,7 +61,12 @@ def test_build_tile_from_defaults():
         ('[adc]\nbits = "exact"', '"ideal"'),
         ("[adc]\nbits = true", "wrong type"),
         ("[device]\ng_min = 3e-5\ng_max = 2e-5", "swap them"),
-        ("[device]\ng_max = -1e-5", "must be >= 0"),
+        ("[device]\ng_max = -1e-5", "must be > 0 S"),
+        ("[device]\ng_max = 25", "25e-6"),
+        ("[adc]\nbits = 40", "at most 24 bits"),
+        ("[noise]\nshort_term = -0.1", "must be >= 0\n"),
+        ('[device]\ng_min = 1e-6\n[[sweep.axes]]\nkey = "device.g_max"\nvalues = [1e-6, 2e-5]', "every g_min"),
+        ('[[sweep.axes]]\nkey = "device.g_min"\nvalues = [0.0, 3e-5]', "every g_min"),
         ("[device]\nmodel = \"rram9\"", "'pcm'"),
         ("[read]\ntime = -1.0", "must be >= 0"),
         ("[read]\ntime = nan", "finite"),
@@ -74,13 +79,20 @@ def test_build_tile_from_defaults():
         ('[[sweep.axes]]\nkey = "read.time"\nvalues = [1.0, 1.0]', "duplicates"),
         ('[[sweep.axes]]\nkey = "read.time"\nvalue = [1.0]', 'did you mean "values"'),
         ('[[sweep.axes]]\nkey = "read.time"\nvalues = [1.0]\nname = "seed"', "other than 'seed'"),
-        ("this is not toml", "not valid TOML"),
+        ("this is not toml", "invalid TOML"),
     ],
 )
 def test_bad_config_rejected(text, expected):
     with pytest.raises(ConfigError) as error:
-        parse_config(text)
-    assert expected in str(error.value)
+        parse_config(text, source="study.toml")
+    message = str(error.value) + "\n"
+    assert expected in message
+    assert message.startswith("study.toml: ")
+
+
+def test_automatic_ranges_are_looped():
+    config = parse_config('[[sweep.axes]]\nkey = "adc.current_range"\nvalues = [0.0, 1e-4]')
+    assert not config.axes[0].vectorized
 
 
 def test_missing_file_rejected(tmp_path):

@@ -134,3 +134,23 @@ def test_reject_bad_ranges():
         ADC(current_range=-1e-6)
     with pytest.raises(ValueError, match="ADC with bits=8 needs current_range"):
         ADC(bits=8)
+
+
+def test_straight_through_gradient_inside_range():
+    dac = DAC(bits=4, straight_through=True)
+    adc = ADC(bits=4, current_range=1e-4, straight_through=True)
+
+    assert float(jax.grad(lambda x: dac(x))(0.37)) == pytest.approx(1.0)
+    assert float(jax.grad(lambda x: dac(x))(1.5)) == 0.0
+    assert float(jax.grad(lambda i: adc(i))(3.3e-5)) == pytest.approx(1.0)
+    assert float(jax.grad(lambda i: adc(i))(-2e-4)) == 0.0
+
+
+def test_straight_through_keeps_forward_values():
+    x = jnp.linspace(-1.2, 1.2, 101)
+
+    np.testing.assert_array_equal(DAC(bits=3, straight_through=True)(x), DAC(bits=3)(x))
+
+
+def test_hard_quantizer_gradient_is_zero():
+    assert float(jax.grad(lambda x: DAC(bits=4)(x))(0.37)) == 0.0

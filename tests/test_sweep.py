@@ -441,7 +441,7 @@ def test_summary_table_values():
     ds = sweep(affine_noise, [Axis("a", [1.0]), Axis("b", [2.0])], seeds=3)
     y = ds["y"].values.ravel()
     table = summary_table(ds)
-    assert f"{y.mean():.6g} ± {y.std(ddof=1):.2g}" in table
+    assert f"{y.mean():.4g} ± {y.std(ddof=1):.2g}" in table
 
 
 def test_plot_sweep_writes_png(tmp_path):
@@ -491,3 +491,13 @@ def test_plot_sweep_without_matplotlib(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r'pip install "xbar-sim\[plot\]"'):
         plot_sweep(_toy_dataset(), tmp_path / "sweep.png")
+
+
+def test_plot_draws_scalar_reference_line(tmp_path):
+    ds = _toy_dataset()
+    units = ds["y"].attrs.get("units", "")
+    ds = ds.assign(baseline=xr.DataArray(0.5, attrs={"units": units, "long_name": "baseline"}))
+
+    path = plot_sweep(ds, tmp_path / "sweep.png", metric="y")
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

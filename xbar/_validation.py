@@ -78,6 +78,8 @@ def check_range(name_low: str, low: Any, name_high: str, high: Any, unit: str = 
         raise ValueError(f"{name_low} and {name_high} must be finite, got {low_f} and {high_f} {unit}")
     if low_f < 0:
         raise ValueError(f"{name_low} must be >= 0 {unit}, got {low_f} {unit}; conductances cannot be negative")
+    if high_f <= 0:
+        raise ValueError(f"{name_high} must be > 0 {unit}, got {high_f} {unit}")
     if high_f <= low_f:
         raise ValueError(
             f"{name_high} ({high_f} {unit}) must be greater than {name_low} ({low_f} {unit}); "

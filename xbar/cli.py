@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.resources
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from . import __version__
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 DEFAULT_STUDY = "pcm_drift"
 
 
@@ -89,10 +91,15 @@ def command_sweep(args) -> int:
     if output.suffix != ".nc":
         raise UsageError(f"output {str(output)!r} must end in .nc (NetCDF)")
     plot_path = output.with_suffix(".png")
-    if not output.parent.is_dir():
-        raise UsageError(f"output folder {str(output.parent)!r} does not exist; create it or pass another -o")
-    if output.exists() and not args.overwrite:
-        raise UsageError(f"{str(output)!r} already exists; pass --overwrite to replace it or -o to write elsewhere")
+    if output.is_dir():
+        raise UsageError(f"output {str(output)!r} is a folder; pass a file path ending in .nc")
+    for path in (output, None if args.no_plot else plot_path):
+        if path is not None and path.exists() and not args.overwrite:
+            raise UsageError(f"{str(path)!r} already exists; pass --overwrite to replace it or -o to write elsewhere")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot create the output folder {str(output.parent)!r}: {error}") from None
 
     from .studies import run_study
     from .variability.output import plot_sweep, summary_table, write_netcdf
@@ -105,17 +112,19 @@ def command_sweep(args) -> int:
     start = time.monotonic()
     try:
         ds = run_study(config, progress=progress)
+    except ImportError as error:
+        raise UsageError(str(error)) from None
     finally:
         close()
     elapsed = time.monotonic() - start
 
-    print(summary_table(ds))
+    print(summary_table(ds, max_rows=500))
     write_netcdf(ds, output)
     print(f"wrote {output} ({elapsed:.1f} s)")
     if not args.no_plot:
         try:
             plot_sweep(ds, plot_path)
-        except ImportError as error:
+        except (ImportError, ValueError) as error:
             print(f"no plot written: {error}", file=sys.stderr)
         else:
             print(f"wrote {plot_path}")
@@ -137,7 +146,11 @@ def command_validate(args) -> int:
     results = run_checks(output_dir, names=args.check or None)
     print(format_results(results))
     failed = [r.name for r in results if not r.passed]
-    print(f"{len(results) - len(failed)} passed, {len(failed)} failed; plots in {output_dir}")
+    if any(result.plot for result in results):
+        where = f"plots in {output_dir}"
+    else:
+        where = 'no plots written (they need matplotlib: pip install "xbar-sim[plot]")'
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed; {where}")
     return EXIT_FAILED if failed else 0
 
 
@@ -147,7 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     sweep = commands.add_parser("sweep", help="run a parameter sweep from a TOML study file")
-    sweep.add_argument("config", nargs="?", help=f"TOML file or bundled study name (default: {DEFAULT_STUDY})")
+    studies = ", ".join(sorted(bundled_configs()))
+    sweep.add_argument(
+        "config", nargs="?", help=f"TOML file or bundled study name ({studies}; default: {DEFAULT_STUDY})"
+    )
     sweep.add_argument("-o", "--output", help="NetCDF output path (default: next to the config, named after it; "
                        "for a bundled study, in the current folder); the plot goes beside it as .png")
     sweep.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -172,9 +188,22 @@ def main(argv=None) -> int:
         print(f"xbar: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("\nxbar: interrupted; no output file was written or changed", file=sys.stderr)
-        return 130
+        print("\nxbar: interrupted; outputs not reported as written were left untouched", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def run() -> None:
+    """Run the command line and exit: the entry point of the `xbar` console script."""
+    status = main()
+    if status == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Interpreter shutdown while XLA's CPU threads still run an interrupted computation can crash
+        # (seen with jax 0.10.2), so the process ends at once. Outputs are written atomically, so no
+        # finished file is lost and no partial one is left.
+        os._exit(status)
+    sys.exit(status)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

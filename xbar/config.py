@@ -57,7 +57,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "cols": Key((int,), 256, "columns (bit lines) of the tile", sweepable=False, positive=True),
         "read_voltage": Key(_NUMBER, 0.2, "row voltage of a full-scale input", units="V", positive=True),
         "read_time": Key(_NUMBER, 250e-9, "duration of one read", units="s", positive=True),
-        "weight_range": Key(_NUMBER, 0.0, "weight mapped to g_max; 0 uses max|W|", units="1"),
+        "weight_range": Key(_NUMBER, 0.0, "weight mapped to g_max; 0 uses max|W|", sweepable=False, units="1"),
     },
     "dac": {
         "bits": Key(_BITS, "ideal", 'input DAC resolution in bits, or "ideal"', sweepable=False),
@@ -65,7 +65,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "adc": {
         "bits": Key(_BITS, "ideal", 'output ADC resolution in bits, or "ideal"', sweepable=False),
-        "current_range": Key(_NUMBER, 0.0, "ADC full-scale current; 0 calibrates it on the workload", units="A"),
+        "current_range": Key(
+            _NUMBER, 0.0, "ADC full-scale current; 0 calibrates it on the workload", sweepable=False, units="A"
+        ),
         "headroom": Key(_NUMBER, 1.0, "multiplier of a calibrated ADC range", units="1", positive=True),
     },
     "noise": {
@@ -96,6 +98,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
 
 AXIS_KEYS = {"key", "values", "name"}
 
+# Device parameters that must be > 0 (the others must be >= 0).
+_POSITIVE_DEVICE_KEYS = {"g_max", "prog_g_ref", "t0", "t_read", "q_s_exponent", "q_s_floor", "q_s_max", "set_rate", "pulse_step"}
+
+# Conductances above this are unphysical for a memory device (a 100-ohm cell); the usual cause is a
+# value given in uS without "e-6".
+_G_PLAUSIBLE = 1e-2
+
+_MAX_BITS = 24  # beyond float32 resolution
+
 
 def device_keys(model: str) -> dict[str, Key]:
     """Return the schema of `[device]` for one model: its numeric parameters, with their defaults."""
@@ -109,7 +120,9 @@ def device_keys(model: str) -> dict[str, Key]:
                 units = "S"
             elif f.name in ("t0", "t_read"):
                 units = "s"
-            keys[f.name] = Key(_NUMBER, float(default), f"{cls.__name__}.{f.name}", units=units)
+            keys[f.name] = Key(
+                _NUMBER, float(default), f"{cls.__name__}.{f.name}", units=units, positive=f.name in _POSITIVE_DEVICE_KEYS
+            )
     return keys
 
 
@@ -156,7 +169,7 @@ def _suggest(word: str, options) -> str:
 
 def _check_value(where: str, value: Any, spec: Key) -> Any:
     if isinstance(value, bool) and bool not in spec.types:
-        raise ConfigError(f"{where} = {value!r} has the wrong type: expected {_type_names(spec)}")
+        raise ConfigError(f"{where} = {str(value).lower()} has the wrong type: expected {_type_names(spec)}")
     if not isinstance(value, spec.types):
         raise ConfigError(f"{where} = {value!r} has the wrong type ({type(value).__name__}): expected {_type_names(spec)}")
     if spec.choices and value not in spec.choices:
@@ -167,13 +180,18 @@ def _check_value(where: str, value: Any, spec: Key) -> Any:
                 raise ConfigError(f'{where} = {value!r}: use a whole number of bits (>= 1) or "ideal"')
         elif value < 1:
             raise ConfigError(f'{where} = {value}: a converter needs at least 1 bit; use "ideal" for no quantization')
+        elif value > _MAX_BITS:
+            raise ConfigError(f'{where} = {value}: at most {_MAX_BITS} bits fit float32; use "ideal" for no quantization')
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise ConfigError(f"{where} = {value}: must be a finite number")
+        units = f" {spec.units}" if spec.units and spec.units != "1" else ""
         if spec.positive and value <= 0:
-            raise ConfigError(f"{where} = {value}: must be > 0{f' {spec.units}' if spec.units else ''}")
+            raise ConfigError(f"{where} = {value}: must be > 0{units}")
         if not spec.positive and value < 0 and not where.split(".")[-1].endswith(("_low", "_high")):
-            raise ConfigError(f"{where} = {value}: must be >= 0{f' {spec.units}' if spec.units else ''}")
+            raise ConfigError(f"{where} = {value}: must be >= 0{units}")
+        if where.split(" ")[0] in ("device.g_max", "device.g_min") and value > _G_PLAUSIBLE:
+            raise ConfigError(f"{where} = {value} S is not a plausible device conductance; write 25 uS as 25e-6")
     return float(value) if spec.types == _NUMBER else value
 
 
@@ -189,9 +207,18 @@ def _type_names(spec: Key) -> str:
 def parse_config(text: str, source: str = "<string>") -> StudyConfig:
     """Parse and validate a study configuration given as TOML text."""
     try:
+        return _parse(text, source)
+    except ConfigError as error:
+        if str(error).startswith(source):
+            raise
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def _parse(text: str, source: str) -> StudyConfig:
+    try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{source} is not valid TOML: {error}") from None
+        raise ConfigError(f"{source}: invalid TOML: {error}") from None
 
     for section in raw:
         if section not in SCHEMA:
@@ -218,6 +245,7 @@ def parse_config(text: str, source: str = "<string>") -> StudyConfig:
     _check_ranges(sections, source)
     seeds = _parse_seeds(sections["sweep"]["seeds"], source)
     axes = tuple(_parse_axis(entry, i, schema, source) for i, entry in enumerate(sections["sweep"]["axes"]))
+    _check_swept_ranges(sections, axes, source)
     names = [axis.name for axis in axes]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: two sweep axes share the name {sorted(n for n in names if names.count(n) > 1)[0]!r}; give one a distinct name")
@@ -252,6 +280,21 @@ def _check_ranges(sections, source):
             raise ConfigError(f"{source}: workload.{what}_low must be below workload.{what}_high")
     if not 0 < workload["test_fraction"] < 1:
         raise ConfigError(f"{source}: workload.test_fraction = {workload['test_fraction']} must be between 0 and 1")
+
+
+def _check_swept_ranges(sections, axes, source):
+    """Reject sweeps in which any combination would put g_min at or above g_max."""
+    device = sections["device"]
+    if "g_min" not in device:
+        return
+    swept = {axis.key: axis.values for axis in axes}
+    g_min = swept.get("device.g_min", (device["g_min"],))
+    g_max = swept.get("device.g_max", (device["g_max"],))
+    if max(g_min) >= min(g_max):
+        raise ConfigError(
+            f"{source}: the sweep pairs device.g_min = {max(g_min)} S with device.g_max = {min(g_max)} S; "
+            "every g_min must be below every g_max"
+        )
 
 
 def _parse_seeds(seeds, source) -> tuple[int, ...]:

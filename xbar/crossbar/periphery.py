@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 
 from .._validation import check_bits, check_positive
@@ -22,6 +23,16 @@ def quantize_symmetric(x, full_scale, bits: int):
     return jnp.clip(jnp.round(x / step), -levels, levels) * step
 
 
+def straight_through(x, quantized, full_scale):
+    """Return `quantized` in the forward pass with the gradient of clipping x to +-full_scale.
+
+    This is the straight-through estimator: the rounding is invisible to `grad`, while saturated values
+    still pass no gradient.
+    """
+    clipped = jnp.clip(x, -full_scale, full_scale)
+    return clipped + jax.lax.stop_gradient(quantized - clipped)
+
+
 class DAC(eqx.Module):
     """Input digital-to-analog converter: maps digital inputs onto read voltages.
 
@@ -31,10 +42,13 @@ class DAC(eqx.Module):
     Attributes:
         bits: resolution including sign, or None for an ideal converter (static).
         input_range: input magnitude that maps to the full read voltage, in input units (default 1).
+        straight_through: pass gradients through the rounding as if it were absent (static, default
+            False, in which case the quantizer's gradient is zero almost everywhere).
     """
 
     bits: int | None = eqx.field(static=True, default=None)
     input_range: float = 1.0
+    straight_through: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
         check_bits("DAC bits", self.bits)
@@ -45,7 +59,8 @@ class DAC(eqx.Module):
         u = x / self.input_range
         if self.bits is None:
             return u
-        return quantize_symmetric(u, 1.0, self.bits)
+        quantized = quantize_symmetric(u, 1.0, self.bits)
+        return straight_through(u, quantized, 1.0) if self.straight_through else quantized
 
 
 class ADC(eqx.Module):
@@ -57,10 +72,13 @@ class ADC(eqx.Module):
     Attributes:
         bits: resolution including sign, or None for no quantization (static).
         current_range: full-scale current in A, or None for no saturation (needs `bits=None`).
+        straight_through: pass gradients through the rounding as if it were absent (static, default
+            False, in which case the quantizer's gradient is zero almost everywhere).
     """
 
     bits: int | None = eqx.field(static=True, default=None)
     current_range: float | None = None
+    straight_through: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
         check_bits("ADC bits", self.bits)
@@ -83,4 +101,5 @@ class ADC(eqx.Module):
             return current
         if self.bits is None:
             return jnp.clip(current, -self.current_range, self.current_range)
-        return quantize_symmetric(current, self.current_range, self.bits)
+        quantized = quantize_symmetric(current, self.current_range, self.bits)
+        return straight_through(current, quantized, self.current_range) if self.straight_through else quantized

@@ -107,6 +107,9 @@ class Tile(eqx.Module):
     verify: ProgramVerify | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
+        for name, cls in (("device", Device), ("dac", DAC), ("adc", ADC)):
+            if not isinstance(getattr(self, name), cls):
+                raise ValueError(f"Tile {name} must be a {cls.__name__} instance, got {getattr(self, name)!r}")
         check_positive("read_voltage", self.read_voltage, "V")
         check_positive("read_time", self.read_time, "s")
         if self.weight_range is not None:
@@ -144,6 +147,11 @@ class Tile(eqx.Module):
     def read(self, state: TileState, t, *, key: jax.Array) -> TileRead:
         """Read every device at time `t` (s) after programming: drift plus accumulated read noise."""
         check_time("read time t", t)
+        if jnp.ndim(t) != 0:
+            raise ValueError(
+                f"read time t must be a scalar, got shape {jnp.shape(t)}; read several times with "
+                "jax.vmap(lambda t: tile.read(state, t, key=key))(times)"
+            )
         key_pos, key_neg = jax.random.split(key)
         g_pos = self.device.read(state.g_pos, t, key=key_pos)
         g_neg = self.device.read(state.g_neg, t, key=key_neg)

@@ -184,7 +184,7 @@ def _variable_table(ds: xr.Dataset, name: str, max_rows: int) -> str:
     rows = []
     n_rows = math.prod(mean_values.shape)
     for index in itertools.islice(np.ndindex(mean_values.shape), max_rows):
-        cell = f"{mean_values[index]:.6g}"
+        cell = f"{mean_values[index]:.4g}"
         if std_values is not None:
             cell += f" ± {std_values[index]:.2g}"
         rows.append([labels[k][i] for k, i in enumerate(index)] + [cell])
@@ -250,7 +250,8 @@ def _panel_title(ds: xr.Dataset, dims: Sequence[str], index: tuple[int, ...]) ->
     for dim, i in zip(dims, index):
         value = _coordinate_labels(ds, dim, ds.sizes[dim])[i]
         units = ds[dim].attrs.get("units") if dim in ds.coords else None
-        parts.append(f"{dim} = {value}" + (f" {units}" if units else ""))
+        # A dimensionless unit ("1") after a value reads as part of the number, so it is left out.
+        parts.append(f"{dim} = {value}" + (f" {units}" if units and units != "1" else ""))
     return ", ".join(parts)
 
 
