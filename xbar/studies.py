@@ -26,6 +26,9 @@ from .variability.sweep import Axis, sweep
 
 logger = logging.getLogger(__name__)
 
+# Working memory allowed for the vectorized points evaluated together in one chunk (bytes).
+MEMORY_BUDGET = 1 << 30
+
 # Tags that derive independent streams from one seed's key.
 _DATA_STREAM = 1
 _DEVICE_STREAM = 2
@@ -40,6 +43,7 @@ class Workload:
     metric_units: dict[str, str]
     extra: dict[str, Any]  # results computed once (for example the software accuracy)
     extra_attrs: dict[str, dict[str, str]]
+    point_bytes: int = 0  # estimated working memory of one grid point, 0 when negligible
 
 
 def run_study(config: StudyConfig, *, progress=None) -> xr.Dataset:
@@ -63,8 +67,10 @@ def run_study(config: StudyConfig, *, progress=None) -> xr.Dataset:
         "config_source": config.source,
         "xbar_version": __version__,
     }
+    # Vectorized points of one chunk run together, so their working memory adds up: bound it.
+    chunk_size = max(1, MEMORY_BUDGET // workload.point_bytes) if workload.point_bytes else None
     ds = sweep(
-        simulate, axes, seeds=list(config.seeds), seed_data=workload.seed_data,
+        simulate, axes, seeds=list(config.seeds), seed_data=workload.seed_data, chunk_size=chunk_size,
         metric_units=workload.metric_units, attrs=attrs, progress=progress,
     )
     for name, value in workload.extra.items():
@@ -96,7 +102,10 @@ def _mvm_error(config: StudyConfig) -> Workload:
         error = jnp.linalg.norm(y - data["ideal"]) / jnp.linalg.norm(data["ideal"])
         return {"mvm_error": error}
 
-    return Workload(simulate, seed_data, {"mvm_error": "1"}, {}, {})
+    # Per point: about 32 float32 arrays of the tile's size (targets, states, noise, reads) and eight of
+    # the batch's size, an estimate fitted to the peak memory of a 1024 x 1024 sweep on CPU.
+    point_bytes = 4 * (32 * rows * cols + 8 * batch * (rows + cols))
+    return Workload(simulate, seed_data, {"mvm_error": "1"}, {}, {}, point_bytes)
 
 
 def _calibrated_adc_range(sections, ideal_outputs, weights):
