@@ -231,3 +231,15 @@ def test_digits_study(tmp_path, monkeypatch):
         assert float(accuracy.sel(drift_compensation=True).isel(time=-1)) > float(
             accuracy.sel(drift_compensation=False).isel(time=-1)
         )
+
+
+def test_failed_check_exit_status_1(monkeypatch, tmp_path, capsys):
+    from xbar.validation import CheckResult
+
+    failing = CheckResult(
+        name="pcm_drift_slope", description="d", source="s", error=2.0, tolerance=1.0, passed=False, plot=None
+    )
+    monkeypatch.setattr("xbar.validation.run_checks", lambda output_dir, names=None: [failing])
+
+    assert main(["validate", "-o", str(tmp_path)]) == 1
+    assert "1 failed" in capsys.readouterr().out

@@ -67,9 +67,9 @@ class Tile(eqx.Module):
     `read_voltage` volts, device currents are in amperes, and the digitized current is scaled back to
     weight units.
 
-    A product is computed in three steps, each a pure function: `program` (once), `read` at a time t
-    after programming (once per t: drift and accumulated 1/f noise of every device, shared by all input
-    vectors of that read, as in IBM aihwkit), then `matmul` for any batch of inputs.
+    A product takes three steps, each a pure function. `program` runs once. `read` at a time t after
+    programming runs once per t and draws the drift and accumulated 1/f noise of every device, shared by
+    all input vectors of that read as in IBM aihwkit. `matmul` then takes any batch of inputs.
 
     Noise in each product:
         - short-term read noise: each device current fluctuates by a Gaussian of standard deviation

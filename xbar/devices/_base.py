@@ -79,7 +79,7 @@ class Device(eqx.Module):
         """Program target conductances (S), clipped to [g_min, g_max], with write noise.
 
         With `verify`, devices whose programmed conductance misses the target by more than
-        `verify.tolerance` are programmed again with fresh noise, up to `verify.max_iterations` attempts;
+        `verify.tolerance` are programmed again with fresh noise, up to `verify.max_iterations` attempts.
         `state.iterations` records the attempts of each device. The verify loop is a `while_loop` and is
         not differentiable; without `verify` programming is differentiable with respect to the target and
         the device parameters.

@@ -186,8 +186,8 @@ class PCM(Device):
         draw a new drift exponent for their new conductance, and their drift clock restarts.
 
         The SET pulses are applied one after another. With `max_pulses` (a Python int) or concrete counts
-        the loop has a fixed length and is differentiable with respect to the device parameters; traced
-        counts without `max_pulses` use a `while_loop`, which is not reverse-differentiable.
+        the loop has a fixed length, so it is differentiable with respect to the device parameters. Traced
+        counts without `max_pulses` need a `while_loop`, which is not reverse-differentiable.
         """
         check_finite("n_pulses", n_pulses)
         # Read concrete counts before any jnp operation: inside `jit` those return tracers even for constants.
