@@ -16,7 +16,9 @@ from ._tables import load_table
 
 logger = logging.getLogger(__name__)
 
-_CHECKS: dict[str, Check] = {check.name: check for check in _pcm.CHECKS}
+# Each module of checks defines CHECKS, a tuple of Check; add a new module here to register its checks.
+_MODULES = (_pcm,)
+_CHECKS: dict[str, Check] = {check.name: check for module in _MODULES for check in module.CHECKS}
 
 
 def list_checks() -> list[str]:

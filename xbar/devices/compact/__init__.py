@@ -1,0 +1,1 @@
+"""Compact memristor models driven by voltage waveforms."""
