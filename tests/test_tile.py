@@ -533,3 +533,19 @@ def test_read_time_must_be_scalar(key):
 
     with pytest.raises(ValueError, match="jax.vmap"):
         tile.read(state, jnp.array([1.0, 2.0]), key=key)
+
+
+def test_tile_with_per_device_g_max(key):
+    from xbar.variability import Normal, sample_parameters
+
+    rows, cols = 24, 16
+    device = sample_parameters(PCM(), (rows, cols), key, {"g_max": Normal(0.1, relative=True)})
+    weights = jax.random.uniform(key, (rows, cols), minval=-1.0, maxval=1.0)
+    x = jax.random.uniform(jax.random.fold_in(key, 1), (rows, rows), minval=-1.0, maxval=1.0)
+
+    y = Tile(device=device).forward(weights, x, 60.0, key=key)
+
+    # A batch as long as the rows once hid a wrong broadcast of per-device ranges in the output scale.
+    assert y.shape == (rows, cols)
+    error = jnp.linalg.norm(y - x @ weights) / jnp.linalg.norm(x @ weights)
+    assert float(error) < 0.3

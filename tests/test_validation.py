@@ -45,15 +45,15 @@ def test_default_model_passes_every_check(default_run):
 def test_results_follow_list_checks(default_run):
     _, results, _ = default_run
     assert [result.name for result in results] == list_checks()
-    assert len(list_checks()) == 9
+    assert len([name for name in list_checks() if name.startswith("pcm_")]) == 9
 
 
 def test_results_carry_source_and_unit(default_run):
     _, results, _ = default_run
     for result in results:
         assert isinstance(result, CheckResult)
-        assert "et al." in result.source, result.name
-        assert result.unit in {"last digits", "standard errors", "relative"}, result.name
+        assert result.source.strip(), result.name
+        assert result.unit, result.name
 
 
 def test_plots_written_as_png(default_run):

@@ -117,6 +117,14 @@ class Tile(eqx.Module):
         check_positive("short_term_noise", self.short_term_noise, allow_zero=True)
         check_positive("output_noise", self.output_noise, "A", allow_zero=True)
 
+    def nominal_range(self):
+        """Return the conductance range (g_min, g_max) in S used to map weights and scale outputs.
+
+        With device-to-device spread the device model holds per-device ranges; the tile, like its
+        periphery, maps and scales with their mean, and each device then clips its target to its own range.
+        """
+        return jnp.mean(jnp.asarray(self.device.g_min)), jnp.mean(jnp.asarray(self.device.g_max))
+
     # Programming and reading.
 
     def program(self, weights, *, key: jax.Array) -> TileState:
@@ -132,7 +140,8 @@ class Tile(eqx.Module):
         else:
             weight_scale = jnp.asarray(self.weight_range, weights.dtype)
 
-        target_pos, target_neg = weights_to_conductances(weights, weight_scale, self.device.g_min, self.device.g_max)
+        g_min, g_max = self.nominal_range()
+        target_pos, target_neg = weights_to_conductances(weights, weight_scale, g_min, g_max)
         key_pos, key_neg, key_reference = jax.random.split(key, 3)
         g_pos = self.device.program(target_pos, key=key_pos, verify=self.verify)
         g_neg = self.device.program(target_neg, key=key_neg, verify=self.verify)
@@ -211,7 +220,8 @@ class Tile(eqx.Module):
                 current = current + _safe_sqrt(variance) * jax.random.normal(key_short, current.shape, current.dtype)
 
         digital = self.adc(current)
-        span = self.device.g_max - self.device.g_min
+        g_min, g_max = self.nominal_range()
+        span = g_max - g_min
         gain = read.weight_scale * self.dac.input_range * read.drift_gain / (self.read_voltage * span)
         return digital * gain
 

@@ -8,3 +8,8 @@ from .output import plot_sweep, summary_table, write_netcdf
 from .sweep import Axis, sweep
 
 __all__ = ["Axis", "plot_sweep", "summary_table", "sweep", "write_netcdf"]
+from .faults import SA0, SA1, FaultState, StuckAtFaults, apply_faults, fault_map  # noqa: E402
+from .quantization import Quantized, quantize  # noqa: E402
+from .sampling import LogNormal, Normal, TruncatedNormal, correlated_normal, sample_parameters  # noqa: E402
+__all__ += ["SA0", "SA1", "FaultState", "StuckAtFaults", "apply_faults", "fault_map", "Quantized", "quantize"]
+__all__ += ["LogNormal", "Normal", "TruncatedNormal", "correlated_normal", "sample_parameters"]
