@@ -243,3 +243,19 @@ def test_failed_check_exit_status_1(monkeypatch, tmp_path, capsys):
 
     assert main(["validate", "-o", str(tmp_path)]) == 1
     assert "1 failed" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_rram_studies(tmp_path, monkeypatch):
+    """The RRAM studies show more error with more wear and more faults."""
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["sweep", "rram_endurance", "--quiet", "--no-plot"]) == 0
+    assert main(["sweep", "rram_faults", "--quiet", "--no-plot"]) == 0
+
+    with xr.open_dataset(tmp_path / "rram_endurance.nc") as ds:
+        error = ds["mvm_error"].mean("seed").sel(fault_rate=0.0)
+        assert float(error.isel(cycles=-1)) > 5 * float(error.isel(cycles=0))
+    with xr.open_dataset(tmp_path / "rram_faults.nc") as ds:
+        error = ds["mvm_error"].mean("seed")
+        assert np.all(error.diff("fault_rate") > 0)

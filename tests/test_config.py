@@ -98,3 +98,27 @@ def test_automatic_ranges_are_looped():
 def test_missing_file_rejected(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_preset_device_with_wear():
+    from xbar.devices import Endurance
+    from xbar.variability import StuckAtFaults
+
+    config = parse_config('[device]\nmodel = "preset"\npreset = "pcmo"\n[wear]\ncycles = 1e7\nfault_rate = 0.01\n')
+    tile = build_tile(config.sections)
+
+    assert isinstance(tile.device, StuckAtFaults)
+    assert isinstance(tile.device.device, Endurance)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[device]\nmodel = "preset"\npreset = "unobtainium"', "'taox_hfox'"),
+        ("[wear]\nfault_rate = 1.5", "between 0 and 1"),
+        ('[[sweep.axes]]\nkey = "wear.sa1_share"\nvalues = [0.5, 2.0]', "between 0 and 1"),
+    ],
+)
+def test_bad_wear_rejected(text, expected):
+    with pytest.raises(ConfigError, match=expected):
+        parse_config(text)

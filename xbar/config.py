@@ -16,14 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from .crossbar import ADC, DAC, Tile
-from .devices import PCM, IdealDevice
+from .devices import PCM, Endurance, IdealDevice
+from .devices.presets import list_presets, preset
+from .variability import StuckAtFaults
 
 
 class ConfigError(ValueError):
     """An invalid study configuration; the message names the key, the value and the fix."""
 
 
-DEVICE_MODELS = {"pcm": PCM, "ideal": IdealDevice}
+DEVICE_MODELS = {"pcm": PCM, "ideal": IdealDevice, "preset": None}
 WORKLOADS = ("mvm_error", "digits")
 
 
@@ -74,6 +76,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "short_term": Key(_NUMBER, 0.0, "relative std of each device current per product", units="1"),
         "output": Key(_NUMBER, 0.0, "std of the current noise at each ADC input", units="A"),
     },
+    "wear": {
+        "cycles": Key(_NUMBER, 0.0, "write cycles every device endured before programming", units="1"),
+        "onset_cycles": Key(_NUMBER, 1e6, "cycles after which the conductance window starts to close", units="1", positive=True),
+        "closure_per_decade": Key(_NUMBER, 0.1, "share of the window lost per decade of cycles after the onset", units="1"),
+        "failure_scale": Key(_NUMBER, 1e8, "Weibull scale of the cycles to failure", units="1", positive=True),
+        "fault_rate": Key(_NUMBER, 0.0, "share of devices stuck at g_min or g_max", units="1"),
+        "sa1_share": Key(_NUMBER, 0.5, "share of the stuck devices that are stuck at g_max", units="1"),
+    },
     "read": {
         "time": Key(_NUMBER, 0.0, "time after programming at which the array is read", units="s"),
         "drift_compensation": Key((bool,), False, "apply global drift compensation", sweepable=False),
@@ -111,6 +121,9 @@ _MAX_BITS = 24  # beyond float32 resolution
 def device_keys(model: str) -> dict[str, Key]:
     """Return the schema of `[device]` for one model: its numeric parameters, with their defaults."""
     keys = dict(SCHEMA["device"])
+    if model == "preset":
+        keys["preset"] = Key((str,), "taox_hfox", "name of a pulse-update device preset", sweepable=False, choices=tuple(list_presets()))
+        return keys
     cls = DEVICE_MODELS[model]
     for f in dataclasses.fields(cls):
         default = f.default
@@ -243,6 +256,7 @@ def _parse(text: str, source: str) -> StudyConfig:
         }
 
     _check_ranges(sections, source)
+    _check_shares(sections, raw.get("sweep", {}).get("axes", []), source)
     seeds = _parse_seeds(sections["sweep"]["seeds"], source)
     axes = tuple(_parse_axis(entry, i, schema, source) for i, entry in enumerate(sections["sweep"]["axes"]))
     _check_swept_ranges(sections, axes, source)
@@ -280,6 +294,16 @@ def _check_ranges(sections, source):
             raise ConfigError(f"{source}: workload.{what}_low must be below workload.{what}_high")
     if not 0 < workload["test_fraction"] < 1:
         raise ConfigError(f"{source}: workload.test_fraction = {workload['test_fraction']} must be between 0 and 1")
+
+
+def _check_shares(sections, raw_axes, source):
+    """Reject fault rates and shares outside [0, 1], swept or not."""
+    for name in ("fault_rate", "sa1_share"):
+        values = [sections["wear"][name]]
+        values += [v for axis in raw_axes if isinstance(axis, dict) and axis.get("key") == f"wear.{name}"
+                   for v in axis.get("values", []) if isinstance(v, (int, float))]
+        if any(not 0 <= v <= 1 for v in values):
+            raise ConfigError(f"{source}: wear.{name} must be between 0 and 1, got {values}")
 
 
 def _check_swept_ranges(sections, axes, source):
@@ -344,10 +368,21 @@ def _parse_axis(entry, index, schema, source) -> SweepAxis:
 
 
 def build_device(sections):
-    """Construct the device model of a configuration (values may be traced scalars)."""
+    """Construct the device model of a configuration, with its wear (values may be traced scalars)."""
     device = dict(sections["device"])
-    cls = DEVICE_MODELS[device.pop("model")]
-    return cls(**device)
+    model = device.pop("model")
+    base = preset(device["preset"]) if model == "preset" else DEVICE_MODELS[model](**device)
+
+    wear = sections["wear"]
+    if not _is_zero(wear["cycles"]):
+        base = Endurance(
+            base, initial_cycles=wear["cycles"], onset_cycles=wear["onset_cycles"],
+            closure_per_decade=wear["closure_per_decade"], failure_scale=wear["failure_scale"],
+        )
+    if not _is_zero(wear["fault_rate"]):
+        sa1 = wear["fault_rate"] * wear["sa1_share"]
+        base = StuckAtFaults(base, sa0_rate=wear["fault_rate"] - sa1, sa1_rate=sa1)
+    return base
 
 
 def _bits(value):

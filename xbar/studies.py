@@ -110,11 +110,12 @@ def _mvm_error(config: StudyConfig) -> Workload:
 
 def _calibrated_adc_range(sections, ideal_outputs, weights):
     """Return the largest ideal column current (A) of the workload's outputs, for a calibrated ADC range."""
-    array, device, dac = sections["array"], sections["device"], sections["dac"]
+    array, dac = sections["array"], sections["dac"]
     weight_scale = array["weight_range"]
     if isinstance(weight_scale, (int, float)) and weight_scale == 0:
         weight_scale = jnp.max(jnp.abs(weights))
-    span = device["g_max"] - device.get("g_min", 0.0)
+    g_min, g_max = build_tile(sections, adc_range=1.0).nominal_range()
+    span = g_max - g_min
     amperes_per_unit = array["read_voltage"] * span / (weight_scale * dac["input_range"])
     return jnp.max(jnp.abs(ideal_outputs)) * amperes_per_unit
 
