@@ -1,6 +1,6 @@
 """Study configuration files (TOML): schema, validation and construction of the simulated hardware.
 
-A study file has the sections `[study]`, `[device]`, `[array]`, `[dac]`, `[adc]`, `[noise]`, `[read]`,
+A study file has the sections `[study]`, `[device]`, `[wear]`, `[array]`, `[dac]`, `[adc]`, `[noise]`, `[read]`,
 `[workload]` and `[sweep]`. Every key is checked against the schema below before any work starts;
 unknown keys are rejected with the closest known spelling.
 """
