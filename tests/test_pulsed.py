@@ -210,7 +210,8 @@ def test_grad_through_pulses(key):
         return jnp.sum(device.apply_pulses(state, jnp.array([10, -10]), key=key, max_pulses=10).g) / G_MAX
 
     grad_a, grad_g = jax.grad(total, argnums=(0, 1))(0.5, start.g)
-    assert np.isfinite(float(grad_a)) and float(grad_a) != 0.0
+    assert np.isfinite(float(grad_a))
+    assert float(grad_a) != 0.0
     assert bool(jnp.all(jnp.isfinite(grad_g)))
     # Finite difference of the same (fixed-key) function.
     h = 1e-3

@@ -120,7 +120,7 @@ class Tile(eqx.Module):
     def nominal_range(self):
         """Return the conductance range (g_min, g_max) in S used to map weights and scale outputs.
 
-        With device-to-device spread the device model holds per-device ranges; the tile, like its
+        With device-to-device spread the device model contains per-device ranges. The tile, like its
         periphery, maps and scales with their mean, and each device then clips its target to its own range.
         """
         return jnp.mean(jnp.asarray(self.device.g_min)), jnp.mean(jnp.asarray(self.device.g_max))
