@@ -259,3 +259,17 @@ def test_rram_studies(tmp_path, monkeypatch):
     with xr.open_dataset(tmp_path / "rram_faults.nc") as ds:
         error = ds["mvm_error"].mean("seed")
         assert np.all(error.diff("fault_rate") > 0)
+
+
+@pytest.mark.slow
+def test_digits_presets_study(tmp_path, monkeypatch):
+    """Programmed by verified pulse trains, every preset keeps near-software accuracy."""
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["sweep", "digits_presets", "--quiet", "--no-plot"]) == 0
+
+    with xr.open_dataset(tmp_path / "digits_presets.nc") as ds:
+        software = float(ds["software_accuracy"])
+        accuracy = ds["accuracy"].mean("seed")
+        assert accuracy.sizes["preset"] == 12
+        assert float(accuracy.min()) > software - 0.05

@@ -122,3 +122,11 @@ def test_preset_device_with_wear():
 def test_bad_wear_rejected(text, expected):
     with pytest.raises(ConfigError, match=expected):
         parse_config(text)
+
+
+def test_pulse_programming_setting():
+    config = parse_config('[device]\nmodel = "preset"\npreset = "pcmo"\n[array]\nprogramming = "pulses"\nmax_pulses = 300\n')
+    tile = build_tile(config.sections)
+
+    assert tile.program_by_pulses
+    assert tile.verify.max_iterations == 300

@@ -296,3 +296,33 @@ def test_reject_non_finite_pulse_counts(device, key):
 
     with pytest.raises(ValueError, match="n_pulses contains non-finite values"):
         device.apply_pulses(state, jnp.array([1.0, float("nan")]), key=key)
+
+
+def test_program_with_pulses_reaches_targets(key):
+    from xbar.devices import preset, program_with_pulses
+
+    device = preset("taox_hfox")
+    target = jnp.linspace(device.g_min, device.g_max, 40)
+    tolerance = 0.02 * (device.g_max - device.g_min)
+
+    state = jax.jit(lambda t: program_with_pulses(device, t, key=key, tolerance=tolerance, max_pulses=500))(target)
+
+    assert np.all(np.abs(np.asarray(state.g - target)) <= tolerance * 1.0001)
+
+
+def test_program_with_pulses_stops_at_max_pulses(key):
+    from xbar.devices import program_with_pulses
+
+    device = IdealDevice(pulse_step=0.25e-6)
+    state = program_with_pulses(device, jnp.array([25e-6]), key=key, tolerance=0.1e-6, max_pulses=10)
+
+    np.testing.assert_allclose(np.asarray(state.g), [2.5e-6], rtol=1e-5)
+
+
+def test_program_with_pulses_rejects_bad_settings(key):
+    from xbar.devices import program_with_pulses
+
+    with pytest.raises(ValueError, match="tolerance"):
+        program_with_pulses(IdealDevice(), jnp.ones(3) * 1e-6, key=key, tolerance=0.0)
+    with pytest.raises(ValueError, match="max_pulses"):
+        program_with_pulses(IdealDevice(), jnp.ones(3) * 1e-6, key=key, tolerance=1e-7, max_pulses=-1)

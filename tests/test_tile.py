@@ -549,3 +549,21 @@ def test_tile_with_per_device_g_max(key):
     assert y.shape == (rows, cols)
     error = jnp.linalg.norm(y - x @ weights) / jnp.linalg.norm(x @ weights)
     assert float(error) < 0.3
+
+
+def test_program_by_pulses_needs_verify():
+    with pytest.raises(ValueError, match="program_by_pulses"):
+        Tile(device=IdealDevice(), program_by_pulses=True)
+
+
+def test_tile_programmed_by_pulses(key):
+    device = IdealDevice(pulse_step=0.05e-6)
+    tile = Tile(device=device, program_by_pulses=True, verify=ProgramVerify(max_iterations=600, tolerance=0.03e-6))
+    weights = jax.random.uniform(key, (6, 5), minval=-1.0, maxval=1.0)
+    x = jnp.eye(6)
+
+    y = tile.forward(weights, x, key=key)
+
+    # Each device lands within the tolerance, so each weight within 2 tolerances of the range per max|W|.
+    bound = 2 * 0.03e-6 / 25e-6 * float(jnp.max(jnp.abs(weights)))
+    assert float(jnp.max(jnp.abs(y - weights))) <= bound * 1.001

@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ._validation import is_concrete
 from .crossbar import ADC, DAC, Tile
-from .devices import PCM, Endurance, IdealDevice
+from .devices import PCM, Endurance, IdealDevice, ProgramVerify
 from .devices.presets import list_presets, preset
 from .variability import StuckAtFaults
 
@@ -60,6 +63,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "read_voltage": Key(_NUMBER, 0.2, "row voltage of a full-scale input", units="V", positive=True),
         "read_time": Key(_NUMBER, 250e-9, "duration of one read", units="s", positive=True),
         "weight_range": Key(_NUMBER, 0.0, "weight mapped to g_max; 0 uses max|W|", sweepable=False, units="1"),
+        "programming": Key(
+            (str,), "write", "program each device by one noisy write, or by verified pulse trains",
+            sweepable=False, choices=("write", "pulses"),
+        ),
+        "pulse_tolerance": Key(
+            _NUMBER, 0.02, "accepted error of pulse programming, as a share of the range",
+            sweepable=False, units="1", positive=True,
+        ),
+        "max_pulses": Key((int,), 1000, "most pulses per device in pulse programming", sweepable=False, positive=True),
     },
     "dac": {
         "bits": Key(_BITS, "ideal", 'input DAC resolution in bits, or "ideal"', sweepable=False),
@@ -403,8 +415,16 @@ def build_tile(sections, *, adc_range=None) -> Tile:
             current_range = adc_range * adc["headroom"]
         converter = ADC(bits=adc_bits, current_range=current_range)
     weight_range = array["weight_range"]
+    device = build_device(sections)
+    pulses = array["programming"] == "pulses"
+    if pulses:
+        if not is_concrete((device.g_min, device.g_max)):
+            raise ConfigError("programming = \"pulses\" cannot be combined with a swept device.g_min or device.g_max")
+        span = float(np.mean(np.asarray(device.g_max)) - np.mean(np.asarray(device.g_min)))
+        tolerance = array["pulse_tolerance"] * span
+        verify = ProgramVerify(max_iterations=array["max_pulses"], tolerance=tolerance)
     return Tile(
-        device=build_device(sections),
+        device=device,
         read_voltage=array["read_voltage"],
         read_time=array["read_time"],
         weight_range=None if _is_zero(weight_range) else weight_range,
@@ -413,6 +433,8 @@ def build_tile(sections, *, adc_range=None) -> Tile:
         short_term_noise=noise["short_term"],
         output_noise=noise["output"],
         drift_compensation=read["drift_compensation"],
+        verify=verify if pulses else None,
+        program_by_pulses=pulses,
     )
 
 

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from .._validation import check_finite, check_positive, check_time, is_concrete
-from ..devices import Device, DeviceState, IdealDevice, ProgramVerify
+from ..devices import Device, DeviceState, IdealDevice, ProgramVerify, program_with_pulses
 from .periphery import ADC, DAC
 
 
@@ -93,6 +93,9 @@ class Tile(eqx.Module):
         output_noise: standard deviation of the current noise at each ADC input, A (default 0).
         drift_compensation: apply global drift compensation (static, default False).
         verify: program-and-verify settings, or None for single-shot programming (static).
+        program_by_pulses: program with trains of single device pulses, verified after each pulse, instead
+            of one write per attempt (static, default False). Needs `verify`: its `tolerance` applies and
+            `max_iterations` is the most pulses per device. Not differentiable.
     """
 
     device: Device = IdealDevice()
@@ -105,11 +108,16 @@ class Tile(eqx.Module):
     output_noise: float = 0.0
     drift_compensation: bool = eqx.field(static=True, default=False)
     verify: ProgramVerify | None = eqx.field(static=True, default=None)
+    program_by_pulses: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
         for name, cls in (("device", Device), ("dac", DAC), ("adc", ADC)):
             if not isinstance(getattr(self, name), cls):
                 raise ValueError(f"Tile {name} must be a {cls.__name__} instance, got {getattr(self, name)!r}")
+        if self.program_by_pulses and self.verify is None:
+            raise ValueError(
+                "program_by_pulses needs verify=ProgramVerify(max_iterations=<most pulses>, tolerance=<S>)"
+            )
         check_positive("read_voltage", self.read_voltage, "V")
         check_positive("read_time", self.read_time, "s")
         if self.weight_range is not None:
@@ -143,8 +151,13 @@ class Tile(eqx.Module):
         g_min, g_max = self.nominal_range()
         target_pos, target_neg = weights_to_conductances(weights, weight_scale, g_min, g_max)
         key_pos, key_neg, key_reference = jax.random.split(key, 3)
-        g_pos = self.device.program(target_pos, key=key_pos, verify=self.verify)
-        g_neg = self.device.program(target_neg, key=key_neg, verify=self.verify)
+        if self.program_by_pulses:
+            settings = {"tolerance": self.verify.tolerance, "max_pulses": self.verify.max_iterations}
+            g_pos = program_with_pulses(self.device, target_pos, key=key_pos, **settings)
+            g_neg = program_with_pulses(self.device, target_neg, key=key_neg, **settings)
+        else:
+            g_pos = self.device.program(target_pos, key=key_pos, verify=self.verify)
+            g_neg = self.device.program(target_neg, key=key_neg, verify=self.verify)
 
         # The compensation reference is one read right after programming (t = 0).
         key_ref_pos, key_ref_neg = jax.random.split(key_reference)

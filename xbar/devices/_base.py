@@ -116,3 +116,37 @@ def _program_and_verify(device: Device, target, first: DeviceState, key, verify:
     carry = (jnp.asarray(1, jnp.int32), first, within(first))
     _, state, _ = jax.lax.while_loop(cond, body, carry)
     return state
+
+
+def program_with_pulses(device: Device, target, *, key: jax.Array, tolerance: float, max_pulses: int = 1000) -> DeviceState:
+    """Program target conductances (S) by trains of single pulses, verifying after each pulse.
+
+    Every device starts from `g_min` (programmed there with the device's own write noise) and receives one
+    potentiating pulse while it is more than `tolerance` (S) below its target and one depressing pulse
+    while it is more than `tolerance` above, until all devices are within tolerance or `max_pulses`
+    pulses were applied. So the result carries the device's nonlinear, asymmetric and noisy steps, as in
+    hardware that programs with pulses. The verify reads are free of read noise. This is a `while_loop`
+    and is not differentiable.
+    """
+    check_finite("target conductance", target, "pass finite conductances in S")
+    check_positive("tolerance", tolerance, "S")
+    if isinstance(max_pulses, bool) or not isinstance(max_pulses, int) or max_pulses < 0:
+        raise ValueError(f"max_pulses must be an integer >= 0, got {max_pulses!r}")
+    target = jnp.clip(jnp.asarray(target, dtype=jnp.result_type(float)), device.g_min, device.g_max)
+    start = device.program(jnp.zeros_like(target) + device.g_min, key=jax.random.fold_in(key, 0))
+
+    def direction(state):
+        error = state.g - target
+        return jnp.where(error < -tolerance, 1, jnp.where(error > tolerance, -1, 0)).astype(jnp.int32)
+
+    def cond(carry):
+        count, state = carry
+        return (count < max_pulses) & jnp.any(direction(state) != 0)
+
+    def body(carry):
+        count, state = carry
+        step_key = jax.random.fold_in(key, count + 1)
+        return count + 1, device.apply_pulses(state, direction(state), key=step_key, max_pulses=1)
+
+    _, state = jax.lax.while_loop(cond, body, (jnp.asarray(0, jnp.int32), start))
+    return state

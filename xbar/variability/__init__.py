@@ -1,15 +1,19 @@
-"""Parameter sweeps over device and circuit parameters with Monte Carlo seeds, and their outputs.
+"""Parameter sweeps with Monte Carlo seeds, and device-to-device variability.
 
 `sweep` evaluates a pure function over named axes and seeds under jit and vmap and returns an
 xarray.Dataset. `write_netcdf`, `summary_table` and `plot_sweep` write, tabulate and plot that Dataset.
+`sample_parameters` draws per-device parameters, `StuckAtFaults` and `fault_map` add stuck-at faults, and
+`quantize` and `Quantized` restrict conductances to a number of levels.
 """
 
+from .faults import SA0, SA1, FaultState, StuckAtFaults, apply_faults, fault_map
 from .output import plot_sweep, summary_table, write_netcdf
+from .quantization import Quantized, quantize
+from .sampling import LogNormal, Normal, TruncatedNormal, correlated_normal, sample_parameters
 from .sweep import Axis, sweep
 
-__all__ = ["Axis", "plot_sweep", "summary_table", "sweep", "write_netcdf"]
-from .faults import SA0, SA1, FaultState, StuckAtFaults, apply_faults, fault_map  # noqa: E402
-from .quantization import Quantized, quantize  # noqa: E402
-from .sampling import LogNormal, Normal, TruncatedNormal, correlated_normal, sample_parameters  # noqa: E402
-__all__ += ["SA0", "SA1", "FaultState", "StuckAtFaults", "apply_faults", "fault_map", "Quantized", "quantize"]
-__all__ += ["LogNormal", "Normal", "TruncatedNormal", "correlated_normal", "sample_parameters"]
+__all__ = [
+    "SA0", "SA1", "Axis", "FaultState", "LogNormal", "Normal", "Quantized", "StuckAtFaults", "TruncatedNormal",
+    "apply_faults", "correlated_normal", "fault_map", "plot_sweep", "quantize", "sample_parameters",
+    "summary_table", "sweep", "write_netcdf",
+]
