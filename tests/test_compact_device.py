@@ -92,3 +92,10 @@ def test_tile_with_vteam_devices(rng, key):
     # max|W| (two devices per weight); a product sums 6 such errors weighted by |x| <= 1.
     bound = 6 * 0.02 * np.abs(weights).max() + 1e-5
     assert np.all(np.abs(outputs - inputs @ weights) <= bound)
+
+
+def test_swapped_pulse_polarity_rejected():
+    from xbar.devices.compact import VTEAM
+
+    with pytest.raises(ValueError, match="swap set_voltage and reset_voltage"):
+        CompactDevice(VTEAM(), set_voltage=1.0, reset_voltage=-1.0, pulse_width=1e-9)

@@ -91,6 +91,20 @@ class CompactDevice(Device):
         # Default tolerance: 1 % of the conductance range (illustrative).
         self.program_tolerance = 0.01 * (self.g_max - self.g_min) if program_tolerance is None else program_tolerance
         check_positive("program_tolerance", self.program_tolerance, "S")
+        self._check_polarity()
+
+    def _check_polarity(self):
+        """Raise ValueError when a SET pulse lowers the conductance of a device in the middle of its range."""
+        if not is_concrete(self):
+            return
+        x_mid = jnp.asarray(0.5 * (self.model.x_min + self.model.x_max), jnp.result_type(float))
+        g_mid = float(self.conductance(x_mid))
+        g_set = float(self.conductance(self._pulse(x_mid, self.set_voltage, self.pulse_width)))
+        if g_set < g_mid:
+            raise ValueError(
+                f"set_voltage = {self.set_voltage} V lowers the conductance of {type(self.model).__name__} "
+                f"({g_mid:.4g} S to {g_set:.4g} S in one pulse); swap set_voltage and reset_voltage"
+            )
 
     def conductance(self, x):
         """Return the chord conductance I(x, v_read) / v_read, S."""
