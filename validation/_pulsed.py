@@ -187,20 +187,13 @@ def _draw_stds(comparisons, figure):
     axes.legend(fontsize="small")
 
 
-def _trajectory_check(dataset):
+def _comparison_check(dataset, error_name, draw):
+    """Return a measure that fits `dataset` once (cached) and reports the worst `error_name` of both polarities."""
+
     def measure(_model):
         _, comparisons = _fit_and_compare(dataset)
-        error = max(comparison.trajectory_error for comparison in comparisons)
-        return error, functools.partial(_draw_trajectories, comparisons)
-
-    return measure
-
-
-def _change_std_check(dataset):
-    def measure(_model):
-        _, comparisons = _fit_and_compare(dataset)
-        error = max(comparison.std_error for comparison in comparisons)
-        return error, functools.partial(_draw_stds, comparisons)
+        error = max(getattr(comparison, error_name) for comparison in comparisons)
+        return error, functools.partial(draw, comparisons)
 
     return measure
 
@@ -232,24 +225,24 @@ CHECKS = (
         "pulsed_fit_gong2018_trajectory",
         "mean trajectory of the piecewise model fitted to the Gong et al. 2018 HfO2 pulse response, simulated "
         "from the measured start, against the measured trace; error: max |simulated - measured| / range",
-        _RANGE, GONG_TABLE, _trajectory_check("gong2018"),
+        _RANGE, GONG_TABLE, _comparison_check("gong2018", "trajectory_error", _draw_trajectories),
     ),
     Check(
         "pulsed_fit_gong2018_change_std",
         "std of the per-pulse change, binned by conductance, of simulated traces of the fitted model against "
         "the Gong et al. 2018 data; error: max |simulated - measured| / measured",
-        "relative", GONG_TABLE, _change_std_check("gong2018"),
+        "relative", GONG_TABLE, _comparison_check("gong2018", "std_error", _draw_stds),
     ),
     Check(
         "pulsed_fit_crosssim_trajectory",
         "mean trajectory over ramps of the piecewise model fitted to the CrossSim SET and RESET ramps, against "
         "the measured mean; error: max |simulated - measured| / range",
-        _RANGE, CROSSSIM_TABLE, _trajectory_check("crosssim"),
+        _RANGE, CROSSSIM_TABLE, _comparison_check("crosssim", "trajectory_error", _draw_trajectories),
     ),
     Check(
         "pulsed_fit_crosssim_change_std",
         "std of the per-pulse change, binned by conductance, of simulated ramps of the fitted model against the "
         "CrossSim ramps; error: max |simulated - measured| / measured",
-        "relative", CROSSSIM_TABLE, _change_std_check("crosssim"),
+        "relative", CROSSSIM_TABLE, _comparison_check("crosssim", "std_error", _draw_stds),
     ),
 )

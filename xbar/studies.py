@@ -21,7 +21,8 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
-from .config import StudyConfig, build_tile
+from .config import StudyConfig, build_device, build_tile
+from .crossbar import nominal_range
 from .variability.sweep import Axis, sweep
 
 logger = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def _calibrated_adc_range(sections, ideal_outputs, weights):
     weight_scale = array["weight_range"]
     if isinstance(weight_scale, (int, float)) and weight_scale == 0:
         weight_scale = jnp.max(jnp.abs(weights))
-    g_min, g_max = build_tile(sections, adc_range=1.0).nominal_range()
+    g_min, g_max = nominal_range(build_device(sections))
     span = g_max - g_min
     amperes_per_unit = array["read_voltage"] * span / (weight_scale * dac["input_range"])
     return jnp.max(jnp.abs(ideal_outputs)) * amperes_per_unit

@@ -22,6 +22,15 @@ def weights_to_conductances(weights, weight_scale, g_min, g_max):
     return g_min + jnp.maximum(w, 0.0) * span, g_min + jnp.maximum(-w, 0.0) * span
 
 
+def nominal_range(device: Device):
+    """Return the mean conductance range (g_min, g_max) in S of a device model.
+
+    With device-to-device spread the model contains per-device ranges. A tile, like its periphery, maps
+    and scales with their mean, and each device then clips its target to its own range.
+    """
+    return jnp.mean(jnp.asarray(device.g_min)), jnp.mean(jnp.asarray(device.g_max))
+
+
 class TileState(eqx.Module):
     """A programmed tile.
 
@@ -126,12 +135,8 @@ class Tile(eqx.Module):
         check_positive("output_noise", self.output_noise, "A", allow_zero=True)
 
     def nominal_range(self):
-        """Return the conductance range (g_min, g_max) in S used to map weights and scale outputs.
-
-        With device-to-device spread the device model contains per-device ranges. The tile, like its
-        periphery, maps and scales with their mean, and each device then clips its target to its own range.
-        """
-        return jnp.mean(jnp.asarray(self.device.g_min)), jnp.mean(jnp.asarray(self.device.g_max))
+        """Return the conductance range (g_min, g_max) in S used to map weights and scale outputs."""
+        return nominal_range(self.device)
 
     # Programming and reading.
 

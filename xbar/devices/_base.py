@@ -121,10 +121,10 @@ def _program_and_verify(device: Device, target, first: DeviceState, key, verify:
 def program_with_pulses(device: Device, target, *, key: jax.Array, tolerance: float, max_pulses: int = 1000) -> DeviceState:
     """Program target conductances (S) by trains of single pulses, verifying after each pulse.
 
-    Every device starts from `g_min` (programmed there with the device's own write noise) and receives one
-    potentiating pulse while it is more than `tolerance` (S) below its target and one depressing pulse
-    while it is more than `tolerance` above, until all devices are within tolerance or `max_pulses`
-    pulses were applied. So the result carries the device's nonlinear, asymmetric and noisy steps, as in
+    Every device starts from `g_min`, programmed there with the device's own write noise. It then
+    receives one potentiating pulse while it is more than `tolerance` (S) below its target, and one
+    depressing pulse while it is more than `tolerance` above. The loop stops when all devices are within
+    tolerance or after `max_pulses` pulses. So the result carries the device's nonlinear, asymmetric and noisy steps, as in
     hardware that programs with pulses. The verify reads are free of read noise. This is a `while_loop`
     and is not differentiable.
     """
