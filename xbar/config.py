@@ -1,7 +1,7 @@
 """Study configuration files (TOML): schema, validation and construction of the simulated hardware.
 
-A study file has the sections `[study]`, `[device]`, `[wear]`, `[array]`, `[dac]`, `[adc]`, `[noise]`, `[read]`,
-`[workload]` and `[sweep]`. Every key is checked against the schema below before any work starts;
+A study file has the sections `[study]`, `[device]`, `[wear]`, `[array]`, `[parasitics]`, `[dac]`, `[adc]`,
+`[noise]`, `[read]`, `[workload]` and `[sweep]`. Every key is checked against the schema below before any work starts;
 unknown keys are rejected with the closest known spelling.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._validation import is_concrete
-from .crossbar import ADC, DAC, Tile
+from .crossbar import ADC, DAC, Parasitics, Tile
 from .devices import PCM, Endurance, IdealDevice, ProgramVerify
 from .devices.presets import list_presets, preset
 from .variability import StuckAtFaults
@@ -72,6 +72,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
             sweepable=False, units="1", positive=True,
         ),
         "max_pulses": Key((int,), 1000, "most pulses per device in pulse programming", sweepable=False, positive=True),
+    },
+    "parasitics": {
+        "word_line": Key(_NUMBER, 0.0, "resistance of the word-line wire across one cell; 0 for ideal wires", units="ohm"),
+        "bit_line": Key(_NUMBER, 0.0, "resistance of the bit-line wire across one cell; 0 for ideal wires", units="ohm"),
+        "driver": Key(_NUMBER, 0.0, "output resistance of each line driver", units="ohm"),
+        "sense": Key(_NUMBER, 0.0, "input resistance of each sense amplifier; 0 is a virtual ground", units="ohm"),
+        "compensation": Key((bool,), False, "pre-distort the programmed conductances against IR drop", sweepable=False),
+        "compensation_input": Key(
+            _NUMBER, 0.5, "row input level of the compensation, as a share of the read voltage", units="1", positive=True
+        ),
     },
     "dac": {
         "bits": Key(_BITS, "ideal", 'input DAC resolution in bits, or "ideal"', sweepable=False),
@@ -153,14 +163,19 @@ def device_keys(model: str) -> dict[str, Key]:
 
 @dataclass(frozen=True)
 class SweepAxis:
-    """One swept configuration key."""
+    """One swept dimension: one configuration key, or several keys that take each value together."""
 
-    key: str  # "section.name"
+    keys: tuple[str, ...]  # "section.name" entries
     name: str  # dimension name in the result
     values: tuple[Any, ...]
     vectorized: bool
     units: str
     description: str
+
+    @property
+    def key(self) -> str:
+        """The swept keys as one label, e.g. "array.rows" or "array.rows + array.cols"."""
+        return " + ".join(self.keys)
 
 
 @dataclass(frozen=True)
@@ -272,10 +287,11 @@ def _parse(text: str, source: str) -> StudyConfig:
     seeds = _parse_seeds(sections["sweep"]["seeds"], source)
     axes = tuple(_parse_axis(entry, i, schema, source) for i, entry in enumerate(sections["sweep"]["axes"]))
     _check_swept_ranges(sections, axes, source)
+    _check_parasitics(sections, axes, source)
     names = [axis.name for axis in axes]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: two sweep axes share the name {sorted(n for n in names if names.count(n) > 1)[0]!r}; give one a distinct name")
-    keys = [axis.key for axis in axes]
+    keys = [key for axis in axes for key in axis.keys]
     if len(set(keys)) != len(keys):
         raise ConfigError(f"{source}: a key is swept twice; merge its values into one [[sweep.axes]] table")
     study_name = sections["study"]["name"] or Path(source).stem
@@ -323,13 +339,33 @@ def _check_swept_ranges(sections, axes, source):
     device = sections["device"]
     if "g_min" not in device:
         return
-    swept = {axis.key: axis.values for axis in axes}
+    swept = {key: axis.values for axis in axes for key in axis.keys}
     g_min = swept.get("device.g_min", (device["g_min"],))
     g_max = swept.get("device.g_max", (device["g_max"],))
     if max(g_min) >= min(g_max):
         raise ConfigError(
             f"{source}: the sweep pairs device.g_min = {max(g_min)} S with device.g_max = {min(g_max)} S; "
             "every g_min must be below every g_max"
+        )
+
+
+def _check_parasitics(sections, axes, source):
+    """Wire resistance is either off (both lines 0) or on (both > 0, for every swept value)."""
+    swept = {key: axis.values for axis in axes for key in axis.keys}
+    wires = {name: swept.get(f"parasitics.{name}", (sections["parasitics"][name],)) for name in ("word_line", "bit_line")}
+    values = wires["word_line"] + wires["bit_line"]
+    if all(v == 0 for v in values):
+        for name in ("driver", "sense"):
+            if any(v != 0 for v in swept.get(f"parasitics.{name}", (sections["parasitics"][name],))):
+                raise ConfigError(f"{source}: parasitics.{name} needs wire resistance: set parasitics.word_line and parasitics.bit_line > 0")
+        if sections["parasitics"]["compensation"] or any(swept.get("parasitics.compensation", ())):
+            raise ConfigError(f"{source}: parasitics.compensation needs wire resistance: set parasitics.word_line and parasitics.bit_line > 0")
+        return
+    if any(v == 0 for v in values):
+        raise ConfigError(
+            f"{source}: parasitics.word_line and parasitics.bit_line must both be > 0 ohm once either is set "
+            f"(got word_line {list(wires['word_line'])}, bit_line {list(wires['bit_line'])}); for nearly ideal wires of "
+            "one kind use a small value such as 1e-6"
         )
 
 
@@ -354,8 +390,39 @@ def _parse_axis(entry, index, schema, source) -> SweepAxis:
             raise ConfigError(f"{where}: unknown entry {name!r}{_suggest(name, AXIS_KEYS)}")
     if "key" not in entry or "values" not in entry:
         raise ConfigError(f"{where} needs both key (e.g. \"read.time\") and values (a list)")
-    dotted = entry["key"]
-    if not isinstance(dotted, str) or "." not in dotted:
+    given = entry["key"]
+    dotted_keys = [given] if isinstance(given, str) else given
+    if not isinstance(dotted_keys, list) or not dotted_keys or not all(isinstance(k, str) for k in dotted_keys):
+        raise ConfigError(f'{where}: key = {given!r} must name a setting as "section.name", or list settings that take each value together')
+    if len(set(dotted_keys)) != len(dotted_keys):
+        raise ConfigError(f"{where}: key lists {given!r} with a repeated entry")
+    specs = [_axis_key_spec(where, dotted, schema) for dotted in dotted_keys]
+    if len({spec.sweepable for spec in specs}) > 1:
+        raise ConfigError(f"{where}: keys {dotted_keys} mix vectorized and structural settings; sweep them on separate axes")
+    values = entry["values"]
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{where}: values must be a non-empty list")
+    # Every key must accept every value; the values are stored as the first key reads them.
+    for dotted, spec in zip(dotted_keys[1:], specs[1:]):
+        for value in values:
+            _check_value(f"{dotted} (sweep value)", value, spec)
+    checked = tuple(_check_value(f"{dotted_keys[0]} (sweep value)", value, specs[0]) for value in values)
+    if len(set(map(repr, checked))) != len(checked):
+        raise ConfigError(f"{where}: values of {' + '.join(dotted_keys)} contain duplicates")
+    if "name" not in entry and len(dotted_keys) > 1:
+        raise ConfigError(f"{where}: an axis over several keys needs a name, e.g. name = \"size\"")
+    axis_name = entry.get("name", dotted_keys[0].split(".", 1)[1])
+    if not isinstance(axis_name, str) or not axis_name.isidentifier() or axis_name == "seed":
+        raise ConfigError(f"{where}: name = {axis_name!r} must be an identifier other than 'seed'")
+    units = {spec.units for spec in specs}
+    return SweepAxis(
+        keys=tuple(dotted_keys), name=axis_name, values=checked, vectorized=specs[0].sweepable,
+        units=units.pop() if len(units) == 1 else "", description="; ".join(spec.description for spec in specs),
+    )
+
+
+def _axis_key_spec(where, dotted, schema) -> Key:
+    if "." not in dotted:
         raise ConfigError(f'{where}: key = {dotted!r} must name a setting as "section.name", e.g. "read.time"')
     section, name = dotted.split(".", 1)
     if section not in schema or section in ("sweep", "study"):
@@ -363,20 +430,7 @@ def _parse_axis(entry, index, schema, source) -> SweepAxis:
         raise ConfigError(f"{where}: cannot sweep section {section!r}{_suggest(section, options)}")
     if name not in schema[section]:
         raise ConfigError(f"{where}: unknown key {dotted}{_suggest(name, schema[section])}")
-    spec = schema[section][name]
-    values = entry["values"]
-    if not isinstance(values, list) or not values:
-        raise ConfigError(f"{where}: values must be a non-empty list")
-    checked = tuple(_check_value(f"{dotted} (sweep value)", value, spec) for value in values)
-    if len(set(map(repr, checked))) != len(checked):
-        raise ConfigError(f"{where}: values of {dotted} contain duplicates")
-    axis_name = entry.get("name", name)
-    if not isinstance(axis_name, str) or not axis_name.isidentifier() or axis_name == "seed":
-        raise ConfigError(f"{where}: name = {axis_name!r} must be an identifier other than 'seed'")
-    return SweepAxis(
-        key=dotted, name=axis_name, values=checked, vectorized=spec.sweepable,
-        units=spec.units, description=spec.description,
-    )
+    return schema[section][name]
 
 
 def build_device(sections):
@@ -416,6 +470,10 @@ def build_tile(sections, *, adc_range=None) -> Tile:
         converter = ADC(bits=adc_bits, current_range=current_range)
     weight_range = array["weight_range"]
     device = build_device(sections)
+    wires = sections["parasitics"]
+    parasitics = None
+    if not (_is_zero(wires["word_line"]) and _is_zero(wires["bit_line"])):
+        parasitics = Parasitics(word_line=wires["word_line"], bit_line=wires["bit_line"], driver=wires["driver"], sense=wires["sense"])
     pulses = array["programming"] == "pulses"
     if pulses:
         if not is_concrete((device.g_min, device.g_max)):
@@ -435,6 +493,9 @@ def build_tile(sections, *, adc_range=None) -> Tile:
         drift_compensation=read["drift_compensation"],
         verify=verify if pulses else None,
         program_by_pulses=pulses,
+        parasitics=parasitics,
+        ir_compensation=wires["compensation"],
+        compensation_input=wires["compensation_input"],
     )
 
 

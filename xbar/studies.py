@@ -50,10 +50,10 @@ class Workload:
 def run_study(config: StudyConfig, *, progress=None) -> xr.Dataset:
     """Run the sweep of a study and return its labeled results."""
     workload = _WORKLOADS[config.sections["study"]["workload"]](config)
-    by_name = {axis.name: axis.key for axis in config.axes}
+    by_name = {axis.name: axis.keys for axis in config.axes}
 
     def simulate(params, key, data):
-        sections = config.with_values({by_name[name]: value for name, value in params.items()})
+        sections = config.with_values({dotted: value for name, value in params.items() for dotted in by_name[name]})
         return workload.simulate(sections, jax.random.fold_in(key, _DEVICE_STREAM), data)
 
     axes = [
@@ -84,29 +84,53 @@ def run_study(config: StudyConfig, *, progress=None) -> xr.Dataset:
 
 def _mvm_error(config: StudyConfig) -> Workload:
     workload = config.sections["workload"]
-    rows, cols = config.sections["array"]["rows"], config.sections["array"]["cols"]
+    shapes = _array_shapes(config)
+    rows, cols = max(r for r, _ in shapes), max(c for _, c in shapes)
     batch = workload["batch"]
 
     def seed_data(seed):
+        # One draw at the largest swept shape; a smaller array uses its top-left corner.
         key = jax.random.fold_in(jax.random.key(seed), _DATA_STREAM)
         key_w, key_x = jax.random.split(key)
         weights = jax.random.uniform(key_w, (rows, cols), minval=workload["weights_low"], maxval=workload["weights_high"])
         inputs = jax.random.uniform(key_x, (batch, rows), minval=workload["inputs_low"], maxval=workload["inputs_high"])
         # The ideal product in float64, rounded once to float32: the best float32 reference.
-        ideal = np.asarray(inputs, np.float64) @ np.asarray(weights, np.float64)
-        return {"weights": weights, "inputs": inputs, "ideal": jnp.asarray(ideal.astype(np.float32))}
+        w64, x64 = np.asarray(weights, np.float64), np.asarray(inputs, np.float64)
+        ideal = {f"{r}x{c}": jnp.asarray((x64[:, :r] @ w64[:r, :c]).astype(np.float32)) for r, c in shapes}
+        return {"weights": weights, "inputs": inputs, "ideal": ideal}
 
     def simulate(sections, key, data):
-        adc_range = _calibrated_adc_range(sections, data["ideal"], data["weights"])
+        r, c = sections["array"]["rows"], sections["array"]["cols"]
+        weights, inputs, ideal = data["weights"][:r, :c], data["inputs"][:, :r], data["ideal"][f"{r}x{c}"]
+        adc_range = _calibrated_adc_range(sections, ideal, weights)
         tile = build_tile(sections, adc_range=adc_range)
-        y = tile.forward(data["weights"], data["inputs"], sections["read"]["time"], key=key)
-        error = jnp.linalg.norm(y - data["ideal"]) / jnp.linalg.norm(data["ideal"])
+        y = tile.forward(weights, inputs, sections["read"]["time"], key=key)
+        error = jnp.linalg.norm(y - ideal) / jnp.linalg.norm(ideal)
         return {"mvm_error": error}
 
     # Per point: about 32 float32 arrays of the tile's size (targets, states, noise, reads) and eight of
-    # the batch's size, an estimate fitted to the peak memory of a 1024 x 1024 sweep on CPU.
+    # the batch's size, an estimate fitted to the peak memory of a 1024 x 1024 sweep on CPU. With wire
+    # resistance each of the two arrays also holds about 16 node-voltage arrays per input vector.
     point_bytes = 4 * (32 * rows * cols + 8 * batch * (rows + cols))
+    if _has_wires(config):
+        point_bytes += 4 * 2 * 16 * batch * rows * cols
     return Workload(simulate, seed_data, {"mvm_error": "1"}, {}, {}, point_bytes)
+
+
+def _array_shapes(config: StudyConfig) -> list[tuple[int, int]]:
+    """Every (rows, cols) the sweep of a study visits."""
+    combos = [{}]
+    for axis in config.axes:
+        touched = [key for key in axis.keys if key in ("array.rows", "array.cols")]
+        if touched:
+            combos = [{**combo, **{key: value for key in touched}} for combo in combos for value in axis.values]
+    default_rows, default_cols = config.get("array.rows"), config.get("array.cols")
+    return sorted({(combo.get("array.rows", default_rows), combo.get("array.cols", default_cols)) for combo in combos})
+
+
+def _has_wires(config: StudyConfig) -> bool:
+    swept = {key for axis in config.axes for key in axis.keys}
+    return bool({"parasitics.word_line", "parasitics.bit_line"} & swept) or config.get("parasitics.word_line") > 0
 
 
 def _calibrated_adc_range(sections, ideal_outputs, weights):

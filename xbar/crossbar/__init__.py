@@ -1,6 +1,22 @@
-"""Crossbar arrays: tiles, weight-to-conductance mapping and periphery."""
+"""Crossbar arrays: tiles, weight-to-conductance mapping, periphery and wire resistance (IR drop)."""
 
+from .parasitics import CrossbarSolution, Parasitics, default_rtol, solve_crossbar
 from .periphery import ADC, DAC, quantize_symmetric, straight_through
-from .tile import Tile, TileRead, TileState, nominal_range, weights_to_conductances
+from .tile import Tile, TileRead, TileState, compensate_ir_drop, nominal_range, weights_to_conductances
 
-__all__ = ["ADC", "DAC", "Tile", "TileRead", "TileState", "nominal_range", "quantize_symmetric", "straight_through", "weights_to_conductances"]
+__all__ = [
+    "ADC",
+    "CrossbarSolution",
+    "DAC",
+    "Parasitics",
+    "Tile",
+    "TileRead",
+    "TileState",
+    "compensate_ir_drop",
+    "default_rtol",
+    "nominal_range",
+    "quantize_symmetric",
+    "solve_crossbar",
+    "straight_through",
+    "weights_to_conductances",
+]

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from .._validation import check_finite, check_positive, check_time, is_concrete
 from ..devices import Device, DeviceState, IdealDevice, ProgramVerify, program_with_pulses
+from .parasitics import Parasitics, solve_crossbar
 from .periphery import ADC, DAC
 
 
@@ -59,12 +60,16 @@ class TileRead(eqx.Module):
         g_square: G+^2 + G-^2 for the short-term noise variance, S^2, or None when that noise is off.
         drift_gain: digital gain of global drift compensation (1 without compensation).
         weight_scale: as in TileState.
+        g_pos, g_neg: the conductances of the two devices of each pair, S, shape (M, N), kept when the tile
+            has wire resistance (its products solve the two arrays as circuits); None otherwise.
     """
 
     g_diff: jax.Array
     g_square: jax.Array | None
     drift_gain: jax.Array
     weight_scale: jax.Array
+    g_pos: jax.Array | None = None
+    g_neg: jax.Array | None = None
 
 
 class Tile(eqx.Module):
@@ -92,6 +97,13 @@ class Tile(eqx.Module):
 
     Every product of a batch is digitized on its own: nothing in the ADC depends on other vectors.
 
+    Wire resistance (IR drop): with `parasitics` set, the devices of each sign form their own M x N array
+    with the given word-line, bit-line, driver and sense resistances, and every product solves both arrays
+    as circuits (`solve_crossbar`) and subtracts their sensed currents. Short-term noise then follows the
+    voltage each device actually sees. `ir_compensation` pre-distorts the programmed conductances so that,
+    with every row driven at `compensation_input` times the full read voltage, each device passes the
+    current it would pass without wire resistance (`compensate_ir_drop`).
+
     Attributes:
         device: device model of every cell.
         read_voltage: row voltage for a full-scale input, V (default 0.2 V).
@@ -105,6 +117,11 @@ class Tile(eqx.Module):
         program_by_pulses: program with trains of single device pulses, verified after each pulse, instead
             of one write per attempt (static, default False). Needs `verify`: its `tolerance` applies and
             `max_iterations` is the most pulses per device. Not differentiable.
+        parasitics: wire and periphery resistances of each array, or None (default) for ideal wires.
+        ir_compensation: pre-distort the programmed conductances against IR drop (static, default False;
+            needs `parasitics`).
+        compensation_input: input level of the compensation, as a share of the full read voltage on every
+            row (default 0.5, the mean magnitude of inputs uniform over the input range).
     """
 
     device: Device = IdealDevice()
@@ -118,6 +135,9 @@ class Tile(eqx.Module):
     drift_compensation: bool = eqx.field(static=True, default=False)
     verify: ProgramVerify | None = eqx.field(static=True, default=None)
     program_by_pulses: bool = eqx.field(static=True, default=False)
+    parasitics: Parasitics | None = None
+    ir_compensation: bool = eqx.field(static=True, default=False)
+    compensation_input: float = 0.5
 
     def __check_init__(self):
         for name, cls in (("device", Device), ("dac", DAC), ("adc", ADC)):
@@ -133,6 +153,11 @@ class Tile(eqx.Module):
             check_positive("weight_range", self.weight_range)
         check_positive("short_term_noise", self.short_term_noise, allow_zero=True)
         check_positive("output_noise", self.output_noise, "A", allow_zero=True)
+        if self.parasitics is not None and not isinstance(self.parasitics, Parasitics):
+            raise ValueError(f"Tile parasitics must be a Parasitics instance or None, got {self.parasitics!r}")
+        if self.ir_compensation and self.parasitics is None:
+            raise ValueError("ir_compensation needs wire resistance: pass parasitics=Parasitics(word_line=..., bit_line=...)")
+        check_positive("compensation_input", self.compensation_input)
 
     def nominal_range(self):
         """Return the conductance range (g_min, g_max) in S used to map weights and scale outputs."""
@@ -155,6 +180,10 @@ class Tile(eqx.Module):
 
         g_min, g_max = self.nominal_range()
         target_pos, target_neg = weights_to_conductances(weights, weight_scale, g_min, g_max)
+        if self.ir_compensation:
+            level = self.compensation_input * self.read_voltage
+            target_pos = compensate_ir_drop(target_pos, self.parasitics, level, g_max=g_max)
+            target_neg = compensate_ir_drop(target_neg, self.parasitics, level, g_max=g_max)
         key_pos, key_neg, key_reference = jax.random.split(key, 3)
         if self.program_by_pulses:
             settings = {"tolerance": self.verify.tolerance, "max_pulses": self.verify.max_iterations}
@@ -190,7 +219,11 @@ class Tile(eqx.Module):
             drift_gain = jnp.where(total > 0, state.reference_current / jnp.where(total > 0, total, 1.0), 1.0)
         else:
             drift_gain = jnp.ones((), g_pos.dtype)
-        return TileRead(g_diff=g_pos - g_neg, g_square=g_square, drift_gain=drift_gain, weight_scale=state.weight_scale)
+        wired = self.parasitics is not None
+        return TileRead(
+            g_diff=g_pos - g_neg, g_square=g_square, drift_gain=drift_gain, weight_scale=state.weight_scale,
+            g_pos=g_pos if wired else None, g_neg=g_neg if wired else None,
+        )
 
     # Products.
 
@@ -222,7 +255,12 @@ class Tile(eqx.Module):
             raise ValueError("this tile has short-term or output noise, so matmul needs a PRNG key: pass key=...")
 
         volts = self.dac(x) * self.read_voltage
-        current = volts @ g
+        if self.parasitics is None:
+            current = volts @ g
+        else:
+            if read.g_pos is None:
+                raise ValueError("this tile has wire resistance but the read lacks G+ and G-: read it with this tile")
+            current, device_square = self._wired_currents(read, volts, transposed, need_noise=g_square is not None)
 
         if noisy:
             key_short, key_output = jax.random.split(key)
@@ -232,7 +270,10 @@ class Tile(eqx.Module):
                 # Short-term and output noise are independent zero-mean Gaussians, so their sum is one Gaussian
                 # with the summed variance. One normal per output instead of two gives the same distribution at
                 # half the drawing cost, which on a CPU is about that of the product (benchmarks/tile_forward.py).
-                variance = (volts * volts) @ g_square * self.short_term_noise**2
+                if self.parasitics is None:
+                    variance = (volts * volts) @ g_square * self.short_term_noise**2
+                else:
+                    variance = device_square * self.short_term_noise**2
                 if not _is_zero(self.output_noise):
                     variance = variance + self.output_noise**2
                 current = current + _safe_sqrt(variance) * jax.random.normal(key_short, current.shape, current.dtype)
@@ -242,6 +283,46 @@ class Tile(eqx.Module):
         span = g_max - g_min
         gain = read.weight_scale * self.dac.input_range * read.drift_gain / (self.read_voltage * span)
         return digital * gain
+
+
+    def _wired_currents(self, read, volts, transposed, *, need_noise):
+        """Solve the positive and negative arrays with wire resistance; return I+ - I- and, for short-term
+        noise, the summed sum_i (V_device G)^2 of both arrays (None when not needed)."""
+
+        def solve(g):
+            solution = solve_crossbar(g, volts, self.parasitics, transposed=transposed, node_voltages=need_noise)
+            if not need_noise:
+                return solution.currents, None
+            device_current = solution.device_voltages * g
+            # Sum over the driven lines: rows in the forward direction, columns transposed.
+            return solution.currents, jnp.sum(device_current * device_current, axis=-1 if transposed else -2)
+
+        currents, squares = jax.vmap(solve)(jnp.stack([read.g_pos, read.g_neg]))
+        return currents[0] - currents[1], None if squares is None else squares[0] + squares[1]
+
+
+def compensate_ir_drop(conductances, parasitics: Parasitics, voltage, *, g_max=None, iterations: int = 8):
+    """Pre-distort target conductances (S) so that each device passes its ideal current despite IR drop.
+
+    With every row driven at `voltage` (V) and the columns sensed, device (i, j) sees V_ij < `voltage`. The
+    fixed point G_ij = G_target_ij * voltage / V_ij(G) makes every device current G_ij V_ij equal to
+    G_target_ij * voltage; it is found by `iterations` substitutions, each one solve of the array, and each
+    step is clipped at `g_max` (S; None for no bound), the largest conductance a device can reach. The
+    iteration contracts while the relative drop stays well below one; at stronger IR drop, or when the
+    clip binds, the compensation is partial. Exact for the calibration input only: other inputs see other
+    drops. Differentiable (each solve is).
+    """
+    target = jnp.asarray(conductances, jnp.result_type(float))
+    drive = jnp.broadcast_to(jnp.asarray(voltage, target.dtype), target.shape[:1])
+    g = target
+    for _ in range(iterations):
+        seen = solve_crossbar(g, drive, parasitics, node_voltages=True).device_voltages
+        # A device seeing under 1 % of the drive (an extreme drop) keeps a 100x boost, not a division by 0.
+        ratio = drive[:, None] / jnp.maximum(seen, 0.01 * drive[:, None])
+        g = target * ratio
+        if g_max is not None:
+            g = jnp.minimum(g, g_max)
+    return g
 
 
 def _is_zero(value) -> bool:
