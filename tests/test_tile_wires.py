@@ -26,7 +26,7 @@ def problem(rng):
     return weights, x
 
 
-def test_product_is_the_difference_of_two_solved_arrays(problem, key):
+def test_product_subtracts_solved_arrays(problem, key):
     weights, x = problem
     wires = Parasitics(word_line=2.0, bit_line=3.0, driver=50.0, sense=20.0)
     tile = Tile(device=DEVICE, parasitics=wires)
@@ -42,7 +42,7 @@ def test_product_is_the_difference_of_two_solved_arrays(problem, key):
     assert float(jnp.linalg.norm(y)) < float(jnp.linalg.norm(x @ weights))
 
 
-def test_negligible_wires_give_the_ideal_tile(problem, key):
+def test_negligible_wires_match_ideal_tile(problem, key):
     weights, x = problem
     ideal_tile = Tile(device=DEVICE)
     wired_tile = Tile(device=DEVICE, parasitics=Parasitics(1e-6))
@@ -51,7 +51,7 @@ def test_negligible_wires_give_the_ideal_tile(problem, key):
     np.testing.assert_allclose(y_wired, y_ideal, rtol=1e-4, atol=1e-5)
 
 
-def test_transposed_product_drives_the_columns(problem, key):
+def test_transposed_product_drives_columns(problem, key):
     weights, _ = problem
     d = np.random.default_rng(3).uniform(-1, 1, (3, 16)).astype(np.float32)
     wires = Parasitics(word_line=1.0, bit_line=4.0)
@@ -68,7 +68,7 @@ def test_transposed_product_drives_the_columns(problem, key):
     assert 1e-3 < relative_error(y, d @ weights.T) < 0.5
 
 
-def test_compensation_reduces_the_error(key):
+def test_compensation_reduces_error(key):
     rng = np.random.default_rng(11)
     weights = rng.uniform(-1, 1, (64, 64)).astype(np.float32)
     x = rng.uniform(-1, 1, (32, 64)).astype(np.float32)
@@ -81,7 +81,7 @@ def test_compensation_reduces_the_error(key):
     assert compensated < 0.4 * plain
 
 
-def test_compensation_meets_its_calibration_input():
+def test_compensation_meets_calibration_input():
     # With every row at the calibration voltage, each device passes its target current after compensation.
     target = jnp.asarray(np.random.default_rng(5).uniform(1e-6, 50e-6, (16, 12)), jnp.float32)
     wires = Parasitics(0.5)
@@ -91,10 +91,10 @@ def test_compensation_meets_its_calibration_input():
     assert bool(jnp.all(g >= target))
 
 
-def test_short_term_noise_follows_the_device_voltages(problem, key):
+def test_short_term_noise_uses_device_voltages(problem, key):
     weights, x = problem
-    # The noise of each output is drawn from sum_i (V_ij G_ij)^2 with the voltages each device sees, so
-    # the spread over many products matches that variance.
+    # The noise of each output is drawn from sum_i (V_ij G_ij)^2 with the voltage V_ij across each device,
+    # so the spread over many products matches that variance.
     wires = Parasitics(5.0)
     tile = Tile(device=DEVICE, parasitics=wires, short_term_noise=0.05)
     read = tile.read(tile.program(weights, key=key), 0.0, key=key)
@@ -114,7 +114,7 @@ def test_short_term_noise_follows_the_device_voltages(problem, key):
     np.testing.assert_allclose(measured_std, expected_std, rtol=0.07)
 
 
-def test_gradient_reaches_the_wire_resistance(problem, key):
+def test_gradient_reaches_wire_resistance(problem, key):
     weights, x = problem
 
     def loss(resistance):
@@ -130,7 +130,7 @@ def test_gradient_reaches_the_wire_resistance(problem, key):
     np.testing.assert_allclose(grad, finite_difference, rtol=0.03)
 
 
-def test_pcm_tile_with_wires_under_jit_and_vmap(problem, key):
+def test_wired_pcm_tile_jit_vmap(problem, key):
     weights, x = problem
     tile = Tile(device=PCM(), parasitics=Parasitics(1.0), adc=ADC(bits=8, current_range=5e-5), drift_compensation=True)
     forward = jax.jit(lambda t, k: tile.forward(weights, x, t, key=k))
@@ -188,7 +188,7 @@ def test_config_builds_a_wired_tile():
     assert build_tile(parse_config("[array]\nrows = 4").sections).parasitics is None
 
 
-def test_wired_study_runs_and_orders_its_errors():
+def test_wired_study_orders_errors():
     result = run_study(parse_config(WIRED))
     error = result["mvm_error"].isel(seed=0)
     assert error.dims == ("size", "wire_resistance", "compensation")

@@ -110,7 +110,7 @@ def _mvm_error(config: StudyConfig) -> Workload:
 
     # Per point: about 32 float32 arrays of the tile's size (targets, states, noise, reads) and eight of
     # the batch's size, an estimate fitted to the peak memory of a 1024 x 1024 sweep on CPU. With wire
-    # resistance each of the two arrays also holds about 16 node-voltage arrays per input vector.
+    # resistance the solver of each of the two arrays adds about 16 node-voltage arrays per input vector.
     point_bytes = 4 * (32 * rows * cols + 8 * batch * (rows + cols))
     if _has_wires(config):
         point_bytes += 4 * 2 * 16 * batch * rows * cols
@@ -118,7 +118,7 @@ def _mvm_error(config: StudyConfig) -> Workload:
 
 
 def _array_shapes(config: StudyConfig) -> list[tuple[int, int]]:
-    """Every (rows, cols) the sweep of a study visits."""
+    """List every (rows, cols) that the sweep of a study visits."""
     combos = [{}]
     for axis in config.axes:
         touched = [key for key in axis.keys if key in ("array.rows", "array.cols")]

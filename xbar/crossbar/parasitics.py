@@ -7,7 +7,7 @@ segment `word_line[i, j]` joins u[i, j-1] and u[i, j], and the right end is open
 periphery at the bottom: segment `bit_line[i, j]` joins v[i, j] and v[i+1, j], v[M-1, j] reaches the
 periphery through `bit_line[M-1, j]` plus the periphery resistance, and the top end is open. In the forward
 direction the word lines are driven (a voltage source behind `driver` ohms) and the bit lines are sensed
-(a virtual ground behind `sense` ohms); in the transposed direction the bit lines are driven from the
+(a virtual ground behind `sense` ohms). In the transposed direction the bit lines are driven from the
 bottom and the word lines sensed at the left, so the wires stay where they are. With driver = sense = 0
 and scalar wire resistances this is the circuit of badcrossbar (Joksas and Mehonic, SoftwareX 12, 100617
 (2020)).
@@ -33,7 +33,6 @@ the same solver, never by differentiating the iterations.
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import equinox as eqx
@@ -51,9 +50,9 @@ class Parasitics(eqx.Module):
     """Resistances of the wires and periphery of a crossbar array, in ohm.
 
     Attributes:
-        word_line: resistance of one word-line segment (the wire across one cell), ohm; a scalar or an
-            (M, N) array, where `word_line[i, j]` lies to the left of cell (i, j) and `word_line[i, 0]`
-            joins the first cell to the periphery. NeuroSim's wire model gives 0.24 ohm per cell at
+        word_line: resistance of one word-line segment (the wire across one cell), ohm: a scalar or an
+            (M, N) array. `word_line[i, j]` lies to the left of cell (i, j), so `word_line[i, 0]` joins the
+            first cell to the periphery. NeuroSim's wire model gives 0.24 ohm per cell at
             65 nm and 5.05 ohm at 7 nm for a 2F-pitch crossbar (Chen, Peng and Yu, IEEE TCAD 37, 3067
             (2018)); IBM aihwkit uses 0.35 ohm.
         bit_line: resistance of one bit-line segment, ohm; None (default) takes `word_line`. `bit_line[i, j]`
@@ -76,7 +75,7 @@ class Parasitics(eqx.Module):
                 continue
             array = np.asarray(value, dtype=float)
             if array.ndim > 2:
-                raise ValueError(f"Parasitics {name} must be a scalar or an array of at most 2 dimensions, got shape {array.shape}")
+                raise ValueError(f"Parasitics {name} must be a scalar or a 1-D or 2-D array, got shape {array.shape}")
             check_finite(f"Parasitics {name}", array, "pass finite resistances in ohm")
             if (array < 0).any():
                 raise ValueError(f"Parasitics {name} must be >= 0 ohm, got {array.min()} ohm")
@@ -132,15 +131,15 @@ def default_rtol(dtype) -> float:
     """Default bound on the relative Kirchhoff residual: 1e-9 in float64, 1e-5 in float32.
 
     The float32 value is what the solver reaches reliably on arrays with strong IR drop, where the
-    residual of a converged float32 solve stalls near 1e-6; `CrossbarSolution.tolerance` adds the
+    residual of a converged float32 solve stalls near 1e-6. `CrossbarSolution.tolerance` adds the
     rounding floor of the node voltages, which dominates on small arrays with low wire resistance.
     """
     return 1e-9 if jnp.dtype(dtype) == jnp.float64 else 1e-5
 
 
-# Lines. A family of parallel lines is held with the position along the line first: shape (n, L) for
-# per-cell quantities and (n, B, L) for node voltages of B input vectors, so that `lax.scan` walks
-# along the lines with all lines and vectors of one position in each step. `seg` has n + 1 entries
+# Lines. A family of parallel lines is stored with the position along the line first: shape (n, L) for
+# per-cell quantities and (n, B, L) for node voltages of B input vectors. Each `lax.scan` step then
+# handles one position of all lines and vectors. `seg` has n + 1 entries
 # per line: seg[k] joins node k - 1 and node k, seg[0] and seg[n] join the two ends to their periphery
 # (0 for an open end).
 
@@ -277,14 +276,33 @@ def _schur_cg(net: _Network, b, rtol, max_iterations, sensed_bits: bool):
     def largest(a):
         return jnp.max(jnp.abs(a), axis=(0, 2))
 
-    rhs = b_kept + g_kept * _swap(_line_solve(elim, b_elim))
+    driven = _line_solve(elim, b_elim)
+    rhs = b_kept + g_kept * _swap(driven)
+    # The circuit is linear: solving for the CG right-hand side divided by its largest entry keeps the inner
+    # products of CG clear of underflow (inputs of 1e-150 V in float64, or 1e-6 ohm wires in float32) and
+    # scales back exactly. The norm is taken from a computed array: a reduction over the all-zero half of b
+    # would be constant-folded by XLA at compile time, which takes tens of seconds on large arrays.
+    norm = largest(rhs)
+    norm = jnp.where(norm > 0, norm, 1.0)[None, :, None]
+    b_word, b_bit, b_elim, driven, rhs = b_word / norm, b_bit / norm, b_elim / norm, driven / norm, rhs / norm
     # Scale of the tolerance: the summed magnitude of the starting residual, which in the forward
     # direction is the total device current with the sensed lines held at their periphery voltage.
     scale = jnp.sum(jnp.abs(rhs), axis=(0, 2))
-    target = 0.5 * rtol * scale
-
+    safe_scale = jnp.where(scale > 0, scale, 1.0)
     z = _line_solve(kept, rhs)
     rz = dot(rhs, z)
+
+    # Rounding floor: a node voltage is known to eps |V| at best, which moves the current of its wires by
+    # eps |V| sum(s). Relative to the device currents this can exceed rtol in float32 (small arrays with
+    # low wire resistance), and a solve then counts as converged at 4 times that floor (measured: 1.1).
+    eps = jnp.finfo(scale.dtype).eps
+    wires = jnp.maximum(jnp.max(net.word.seg[:-1] + net.word.seg[1:]), jnp.max(net.bit.seg[:-1] + net.bit.seg[1:]))
+    # A residual of rtol summed over the total current still leaves an error of order rtol * N relative to
+    # one output current (N cells per sensed line), so float64 iterates 1000 times further than it
+    # reports. The loop tests the recursive CG residual, which keeps falling below the rounding floor of
+    # the true one.
+    margin = 0.5 if eps > 1e-10 else 1e-3
+    target = margin * rtol * scale
     state = (jnp.zeros_like(rhs), rhs, z, rz, jnp.zeros((), jnp.int32))
 
     def active(r):
@@ -315,15 +333,9 @@ def _schur_cg(net: _Network, b, rtol, max_iterations, sensed_bits: bool):
     word_residual = _line_residual(net.word, x[0], b_word, _swap(x[1]))
     bit_residual = _line_residual(net.bit, x[1], b_bit, _swap(x[0]))
     imbalance = jnp.maximum(largest(word_residual), largest(bit_residual))
-    safe_scale = jnp.where(scale > 0, scale, 1.0)
     relative = imbalance / safe_scale
-    # Rounding floor: a node voltage is known to eps |V| at best, which moves the current of its wires by
-    # eps |V| sum(s). Relative to the device currents this can exceed rtol in float32 (small arrays with
-    # low wire resistance); the solve then counts as converged at 4 times that floor (measured: 1.1 times).
-    wires = jnp.maximum(jnp.max(net.word.seg[:-1] + net.word.seg[1:]), jnp.max(net.bit.seg[:-1] + net.bit.seg[1:]))
-    volts = jnp.maximum(largest(x[0]), largest(x[1]))
-    floor = 4.0 * jnp.finfo(scale.dtype).eps * wires * volts / safe_scale
-    return x, (relative, iterations, rtol + floor)
+    floor = 4.0 * eps * wires * jnp.maximum(largest(x[0]), largest(x[1])) / safe_scale
+    return (x[0] * norm, x[1] * norm), (relative, iterations, rtol + floor)
 
 
 def _as_segments(value, shape, name):
@@ -405,7 +417,7 @@ def solve_crossbar(
     )
 
 
-@functools.partial(jax.jit, static_argnames=("transposed", "rtol", "max_iterations", "node_voltages", "throw"))
+@eqx.filter_jit
 def _solve(conductances, voltages, word_r, bit_r, left, bottom, *, transposed, rtol, max_iterations, node_voltages, throw):
     dtype = conductances.dtype
     rows, cols = conductances.shape
@@ -477,7 +489,7 @@ def _error_if_unconverged(x, converged, residual, rtol, max_iterations):
     decade = jnp.clip(jnp.ceil(jnp.log10(jnp.maximum(worst, 1e-300))), _DECADES[0], _DECADES[-1]).astype(jnp.int32)
     messages = [
         f"IR-drop solver stopped after {max_iterations} iterations with a relative Kirchhoff residual of up "
-        f"to 1e{d} (asked: {rtol:g}); pass a larger max_iterations or a looser rtol, or throw=False to inspect "
+        f"to 1e{d} (requested: {rtol:g}); pass a larger max_iterations or a looser rtol, or throw=False to inspect "
         "CrossbarSolution.residual"
         for d in _DECADES
     ]

@@ -100,7 +100,7 @@ class Tile(eqx.Module):
     Wire resistance (IR drop): with `parasitics` set, the devices of each sign form their own M x N array
     with the given word-line, bit-line, driver and sense resistances, and every product solves both arrays
     as circuits (`solve_crossbar`) and subtracts their sensed currents. Short-term noise then follows the
-    voltage each device actually sees. `ir_compensation` pre-distorts the programmed conductances so that,
+    actual voltage across each device. `ir_compensation` pre-distorts the programmed conductances so that,
     with every row driven at `compensation_input` times the full read voltage, each device passes the
     current it would pass without wire resistance (`compensate_ir_drop`).
 
@@ -286,8 +286,10 @@ class Tile(eqx.Module):
 
 
     def _wired_currents(self, read, volts, transposed, *, need_noise):
-        """Solve the positive and negative arrays with wire resistance; return I+ - I- and, for short-term
-        noise, the summed sum_i (V_device G)^2 of both arrays (None when not needed)."""
+        """Solve the positive and negative arrays with wire resistance and return I+ - I-.
+
+        The second result, for short-term noise, is sum_i (V_device G)^2 over both arrays (None when not needed).
+        """
 
         def solve(g):
             solution = solve_crossbar(g, volts, self.parasitics, transposed=transposed, node_voltages=need_noise)
@@ -304,7 +306,8 @@ class Tile(eqx.Module):
 def compensate_ir_drop(conductances, parasitics: Parasitics, voltage, *, g_max=None, iterations: int = 8):
     """Pre-distort target conductances (S) so that each device passes its ideal current despite IR drop.
 
-    With every row driven at `voltage` (V) and the columns sensed, device (i, j) sees V_ij < `voltage`. The
+    With every row driven at `voltage` (V) and the columns sensed, the voltage across device (i, j) is
+    V_ij < `voltage`. The
     fixed point G_ij = G_target_ij * voltage / V_ij(G) makes every device current G_ij V_ij equal to
     G_target_ij * voltage; it is found by `iterations` substitutions, each one solve of the array, and each
     step is clipped at `g_max` (S; None for no bound), the largest conductance a device can reach. The
@@ -313,6 +316,7 @@ def compensate_ir_drop(conductances, parasitics: Parasitics, voltage, *, g_max=N
     drops. Differentiable (each solve is).
     """
     target = jnp.asarray(conductances, jnp.result_type(float))
+    check_positive("compensation voltage", voltage, "V")
     drive = jnp.broadcast_to(jnp.asarray(voltage, target.dtype), target.shape[:1])
     g = target
     for _ in range(iterations):
