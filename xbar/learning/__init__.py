@@ -1,1 +1,13 @@
-"""Learning on crossbars: neurons, in-situ plasticity and hardware-aware training (not yet built)."""
+"""Learning on crossbars: spiking neurons, Poisson input and in-situ spike-timing-dependent plasticity."""
+
+from .network import Network, NetworkState, RunStats, run, run_clamped
+from .neurons import LIF, LIFState
+from .spikes import PoissonStream, advance, poisson_spike_times, poisson_spikes, spikes_from_times
+from .stdp import STDP, STDPState, stdp_window
+from .synapses import SynapseUpdate, Synapses, mean_pulse_step
+
+__all__ = [
+    "LIF", "LIFState", "Network", "NetworkState", "PoissonStream", "RunStats", "STDP", "STDPState", "SynapseUpdate",
+    "Synapses", "advance", "mean_pulse_step", "poisson_spike_times", "poisson_spikes", "run", "run_clamped", "spikes_from_times",
+    "stdp_window",
+]

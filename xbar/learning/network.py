@@ -1,0 +1,265 @@
+"""A layer of CMOS spiking neurons driven through a plastic crossbar, simulated with a fixed time step.
+
+Each step of `run`, at time t = step * dt:
+
+1. the presynaptic spikes of the step are read from the input (a `PoissonStream` or a spike raster);
+2. the neurons integrate over dt, with the synaptic input that arrived in the previous step, and spike;
+3. the tile is read at t (drift and read noise of the device model) and multiplies the presynaptic spike
+   vector through its periphery (DAC, ADC, short-term noise, wire resistance when configured); the
+   product, in weight units, is the synaptic increment that reaches the neurons in the next step;
+4. the plasticity rule turns the pre- and postsynaptic spikes of the step into requested weight changes,
+   which the synapses apply as device pulses.
+
+The one-step transmission delay is the order of Brian2's default schedule (state update, threshold,
+then synaptic events), so a presynaptic spike can cause a postsynaptic one one step later at the
+earliest, and both sides of a pair are timed by the step in which they occur.
+
+The whole run is one `jax.lax.scan`, so a network compiles once and `jax.vmap` runs independent networks
+(seeds, parameters) together. Device drift is measured from the start of the run for every device.
+NOTE: PCM devices restart their drift clock when pulsed; a per-device clock is not modelled yet.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .._validation import check_positive
+from ..crossbar import TileState
+from .neurons import LIF, LIFState
+from .spikes import PoissonStream
+from .stdp import STDP, STDPState
+from .synapses import Synapses
+
+__all__ = ["Network", "NetworkState", "RunStats", "run", "run_clamped"]
+
+
+class NetworkState(eqx.Module):
+    """State of a network between runs.
+
+    Attributes:
+        synapses: the programmed tile (device states of both devices of each pair).
+        neurons: membrane state of the neurons.
+        traces: synaptic traces of the plasticity rule.
+        step: steps simulated so far (int32); the next step starts at t = step * dt.
+        arriving: synaptic increment of each neuron from the last step's presynaptic spikes, delivered
+            at the start of the next step.
+    """
+
+    synapses: TileState
+    neurons: LIFState
+    traces: STDPState
+    step: jax.Array
+    arriving: jax.Array
+
+
+class RunStats(eqx.Module):
+    """Totals of one run, from which `Network.metrics` derives rates.
+
+    Attributes:
+        steps: steps simulated.
+        input_spikes: spikes of each input, shape (n_pre,).
+        output_spikes: spikes of each neuron, shape (n_post,).
+        potentiation_pulses, depression_pulses: device pulses applied.
+        updated_synapses: synapse updates (a synapse receiving pulses in one step counts once).
+        refreshed_pairs: PCM pairs refreshed.
+    """
+
+    steps: jax.Array
+    input_spikes: jax.Array
+    output_spikes: jax.Array
+    potentiation_pulses: jax.Array
+    depression_pulses: jax.Array
+    updated_synapses: jax.Array
+    refreshed_pairs: jax.Array
+
+
+class Network(eqx.Module):
+    """n_pre inputs onto n_post neurons through a plastic crossbar.
+
+    Attributes:
+        synapses: the crossbar synapses (tile and pulse delivery).
+        neurons: the neuron model (default: conductance-based LIF with the constants of Song, Miller and
+            Abbott, Nature Neuroscience 3, 919 (2000)).
+        plasticity: the learning rule, or None for a fixed network.
+        dt: time step, s (default 0.1 ms).
+    """
+
+    synapses: Synapses
+    neurons: LIF = LIF()
+    plasticity: STDP | None = STDP()
+    dt: float = 1e-4
+
+    def __check_init__(self):
+        if not isinstance(self.synapses, Synapses):
+            raise ValueError(f"Network synapses must be a Synapses instance, got {self.synapses!r}")
+        if not isinstance(self.neurons, LIF):
+            raise ValueError(f"Network neurons must be a LIF instance, got {self.neurons!r}")
+        if self.plasticity is not None and not isinstance(self.plasticity, STDP):
+            raise ValueError(f"Network plasticity must be an STDP rule or None, got {self.plasticity!r}")
+        check_positive("dt", self.dt, "s")
+
+    def init(self, weights, *, key: jax.Array) -> NetworkState:
+        """Program the initial weights (n_pre x n_post) and set the neurons at rest."""
+        weights = jnp.asarray(weights, jnp.result_type(float))
+        if weights.ndim != 2:
+            raise ValueError(f"weights must be an (n_pre, n_post) matrix, got shape {weights.shape}")
+        n_pre, n_post = weights.shape
+        rule = self.plasticity if self.plasticity is not None else STDP()
+        return NetworkState(
+            synapses=self.synapses.init(weights, key=key),
+            neurons=self.neurons.init(n_post),
+            traces=rule.init(n_pre, n_post),
+            step=jnp.zeros((), jnp.int32),
+            arriving=jnp.zeros((n_post,), weights.dtype),
+        )
+
+    def weights(self, state: NetworkState, *, key: jax.Array):
+        """Return the weights read at the current time of the network (weight units)."""
+        return self.synapses.weights(state.synapses, state.step * self.dt, key=key)
+
+
+def run(network: Network, state: NetworkState, inputs, steps: int, *, key: jax.Array, learn: bool = True,
+        record: bool = False):
+    """Simulate `steps` time steps from `state`.
+
+    Args:
+        network: the network.
+        state: its state (from `Network.init` or a previous run).
+        inputs: a `PoissonStream` (read from its start: pass one stream per run) or a bool raster of
+            shape (steps, n_pre).
+        steps: number of steps (a Python int).
+        key: PRNG key of the run (read noise, product noise, pulse rounding and device pulses).
+        learn: apply the plasticity rule (static). With False, or with no rule, the weights stay.
+        record: also return the output spike raster, bool (steps, n_post).
+
+    Returns:
+        (final state, RunStats), plus the output raster when `record`.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a Python int >= 1, got {steps!r}")
+    n_pre = state.traces.pre.shape[0]
+    if isinstance(inputs, PoissonStream):
+        if inputs.times.shape[0] != n_pre:
+            raise ValueError(f"the input stream has {inputs.times.shape[0]} inputs but the network has {n_pre}")
+        stream, raster = inputs, None
+    else:
+        raster = jnp.asarray(inputs)
+        if raster.shape != (steps, n_pre):
+            raise ValueError(f"the input raster must have shape (steps, n_pre) = {(steps, n_pre)}, got {raster.shape}")
+        stream = None
+    return _run(network, state, stream, raster, steps, key, learn and network.plasticity is not None, record)
+
+
+@eqx.filter_jit
+def _run(network, state, stream, raster, steps, key, learn, record):
+    dt = network.dt
+    tile = network.synapses.tile
+    dtype = state.neurons.v.dtype
+    n_pre, n_post = state.traces.pre.shape[0], state.traces.post.shape[0]
+    zero = jnp.zeros((), dtype)
+    totals = RunStats(
+        steps=jnp.zeros((), jnp.int32),
+        input_spikes=jnp.zeros((n_pre,), dtype),
+        output_spikes=jnp.zeros((n_post,), dtype),
+        potentiation_pulses=zero,
+        depression_pulses=zero,
+        updated_synapses=zero,
+        refreshed_pairs=zero,
+    )
+    index = stream.init() if stream is not None else None
+
+    def body(carry, local):
+        state, totals, index = carry
+        step = state.step
+        t = step * dt
+        key_read, key_product, key_update = jax.random.split(jax.random.fold_in(key, step), 3)
+        if stream is not None:
+            pre, index = stream.advance(index, local * dt, dt)
+        else:
+            pre = raster[local]
+        pre_values = pre.astype(dtype)
+
+        neurons, post = network.neurons.step(state.neurons, state.arriving, dt)
+        read = tile.read(state.synapses, t, key=key_read)
+        increment = tile.matmul(read, pre_values, key=key_product)
+        if network.neurons.synapse == "conductance":
+            increment = jnp.maximum(increment, 0.0)
+
+        synapses, traces = state.synapses, state.traces
+        counts = None
+        if learn:
+            traces, dw = network.plasticity.step(traces, pre, post, dt)
+            synapses, counts = network.synapses.update(synapses, dw, key=key_update)
+
+        totals = RunStats(
+            steps=totals.steps + 1,
+            input_spikes=totals.input_spikes + pre_values,
+            output_spikes=totals.output_spikes + post.astype(dtype),
+            potentiation_pulses=totals.potentiation_pulses + (0.0 if counts is None else counts.potentiation),
+            depression_pulses=totals.depression_pulses + (0.0 if counts is None else counts.depression),
+            updated_synapses=totals.updated_synapses + (0.0 if counts is None else counts.updated),
+            refreshed_pairs=totals.refreshed_pairs + (0.0 if counts is None else counts.refreshed),
+        )
+        new_state = NetworkState(synapses=synapses, neurons=neurons, traces=traces, step=step + 1, arriving=increment)
+        return (new_state, totals, index), (post if record else None)
+
+    (state, totals, _), raster_out = jax.lax.scan(body, (state, totals, index), jnp.arange(steps))
+    if record:
+        return state, totals, raster_out
+    return state, totals
+
+
+def run_clamped(network: Network, state: NetworkState, pre, post, *, key: jax.Array):
+    """Apply the plasticity rule to given pre- and postsynaptic spike rasters, without the neurons.
+
+    The protocol of STDP experiments (pairs of spikes at a set delay) clamps both sides: `pre` is a bool
+    raster (steps, n_pre) and `post` one of shape (steps, n_post). Each step the rule sees the two spike
+    vectors and its requested changes reach the devices as pulses, exactly as in `run`.
+
+    Returns:
+        (final state, RunStats) with the neurons untouched.
+    """
+    if network.plasticity is None:
+        raise ValueError("run_clamped needs a plasticity rule: pass Network(plasticity=STDP(...))")
+    pre, post = jnp.asarray(pre), jnp.asarray(post)
+    n_pre, n_post = state.traces.pre.shape[0], state.traces.post.shape[0]
+    if pre.ndim != 2 or pre.shape[1] != n_pre or post.shape != (pre.shape[0], n_post):
+        raise ValueError(
+            f"pre and post must be rasters of shapes (steps, {n_pre}) and (steps, {n_post}), got {pre.shape} and {post.shape}"
+        )
+    return _run_clamped(network, state, pre, post, key)
+
+
+@eqx.filter_jit
+def _run_clamped(network, state, pre, post, key):
+    dtype = state.neurons.v.dtype
+    zero = jnp.zeros((), dtype)
+
+    def body(carry, spikes):
+        state, totals = carry
+        pre_spikes, post_spikes = spikes
+        traces, dw = network.plasticity.step(state.traces, pre_spikes, post_spikes, network.dt)
+        synapses, counts = network.synapses.update(state.synapses, dw, key=jax.random.fold_in(key, state.step))
+        totals = RunStats(
+            steps=totals.steps + 1,
+            input_spikes=totals.input_spikes + pre_spikes.astype(dtype),
+            output_spikes=totals.output_spikes + post_spikes.astype(dtype),
+            potentiation_pulses=totals.potentiation_pulses + counts.potentiation,
+            depression_pulses=totals.depression_pulses + counts.depression,
+            updated_synapses=totals.updated_synapses + counts.updated,
+            refreshed_pairs=totals.refreshed_pairs + counts.refreshed,
+        )
+        new_state = NetworkState(
+            synapses=synapses, neurons=state.neurons, traces=traces, step=state.step + 1, arriving=state.arriving
+        )
+        return (new_state, totals), None
+
+    totals = RunStats(
+        steps=jnp.zeros((), jnp.int32), input_spikes=jnp.zeros(pre.shape[1:], dtype),
+        output_spikes=jnp.zeros(post.shape[1:], dtype), potentiation_pulses=zero, depression_pulses=zero,
+        updated_synapses=zero, refreshed_pairs=zero,
+    )
+    (state, totals), _ = jax.lax.scan(body, (state, totals), (pre, post))
+    return state, totals
