@@ -50,7 +50,8 @@ def test_swept_array_sizes_use_corners_of_one_draw():
         '[[sweep.axes]]\nkey = "array.rows"\nvalues = [4, 8]\n[[sweep.axes]]\nkey = "array.cols"\nvalues = [2, 6]\n'
     )
     data = studies._mvm_error(config).seed_data(0)
-    assert data["weights"].shape == (8, 6) and data["inputs"].shape == (3, 8)
+    assert data["weights"].shape == (8, 6)
+    assert data["inputs"].shape == (3, 8)
     assert sorted(data["ideal"]) == ["4x2", "4x6", "8x2", "8x6"]
     exact = np.asarray(data["inputs"], np.float64)[:, :4] @ np.asarray(data["weights"], np.float64)[:4, :6]
     np.testing.assert_array_equal(np.asarray(data["ideal"]["4x6"]), exact.astype(np.float32))

@@ -182,7 +182,8 @@ def test_config_builds_a_wired_tile():
     tile = build_tile(config.sections)
     assert tile.parasitics == Parasitics(word_line=1.0, bit_line=2.0, driver=10.0, sense=0.0)
     size, wires, compensation = config.axes
-    assert size.keys == ("array.rows", "array.cols") and not size.vectorized
+    assert size.keys == ("array.rows", "array.cols")
+    assert not size.vectorized
     assert wires.vectorized and wires.units == "ohm"
     assert not compensation.vectorized
     assert build_tile(parse_config("[array]\nrows = 4").sections).parasitics is None

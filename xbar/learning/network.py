@@ -4,8 +4,8 @@ Each step of `run`, at time t = step * dt:
 
 1. the presynaptic spikes of the step are read from the input (a `PoissonStream` or a spike raster);
 2. the neurons integrate over dt, with the synaptic input that arrived in the previous step, and spike;
-3. the tile is read at t (drift and read noise of the device model) and multiplies the presynaptic spike
-   vector through its periphery (DAC, ADC, short-term noise, wire resistance when configured); the
+3. the tile is read at t (drift and read noise of the device model). It multiplies the presynaptic spike
+   vector through its periphery (DAC, ADC, short-term noise, wire resistance when configured), and the
    product, in weight units, is the synaptic increment that reaches the neurons in the next step;
 4. the plasticity rule turns the pre- and postsynaptic spikes of the step into requested weight changes,
    which the synapses apply as device pulses.
