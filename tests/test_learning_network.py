@@ -511,3 +511,13 @@ def test_run_metrics_rates():
     assert metrics["output_rate_hz"] > 0
     assert metrics["pulses_per_s"] > 0
     assert 0.0 <= metrics["potentiation_share"] <= 1.0
+
+
+def test_package_docstring_example_runs(capsys):
+    import xbar.learning
+
+    code = xbar.learning.__doc__.split("::", 1)[1]
+    exec("\n".join(line[4:] for line in code.strip("\n").splitlines()), {})
+    rate = float(capsys.readouterr().out.strip())
+    # Song, Miller and Abbott's network fires at about 25 Hz over its first seconds (Brian2: 26 Hz over 100 s).
+    assert 10.0 < rate < 60.0

@@ -371,11 +371,13 @@ def solve_crossbar(
         voltages: driver voltages, V: shape (..., M) driving the word lines, or (..., N) driving the bit
             lines when `transposed`.
         parasitics: wire and periphery resistances.
-        transposed: drive the bit lines and sense the word lines (the backward product).
+        transposed: drive the bit lines from their bottom end and sense the word lines at their left end
+            (the backward product; the periphery stays at the same ends as in the forward direction).
         rtol: bound on the relative Kirchhoff residual (see `CrossbarSolution.residual`); default
             `default_rtol` of the working precision (1e-9 in float64, 1e-5 in float32).
         max_iterations: most conjugate-gradient iterations (default max(100, M + N)).
-        node_voltages: also return the voltage of every node.
+        node_voltages: also return the voltage of every node, as `word_line_voltages` and
+            `bit_line_voltages` of shape (..., M, N), and so `device_voltages`.
         throw: raise an error when the solver stops before reaching `rtol`, also under `jit` (through
             `equinox.error_if`); with False, check `converged` and `residual` yourself.
 

@@ -1,4 +1,25 @@
-"""Learning on crossbars: spiking neurons, Poisson input and in-situ spike-timing-dependent plasticity."""
+"""Learning on crossbars: spiking neurons, Poisson input and in-situ spike-timing-dependent plasticity.
+
+A layer of 1000 Poisson inputs onto one neuron, learning with STDP on ideal devices for 10 s (the network
+of Song, Miller and Abbott, Nature Neuroscience 3, 919 (2000), with weights relative to the leak)::
+
+    import jax, jax.numpy as jnp
+    from xbar.crossbar import Tile
+    from xbar.devices import IdealDevice
+    from xbar.learning import STDP, Network, PoissonStream, Synapses, run, run_metrics
+
+    g_max = 0.01  # largest weight, relative to the leak conductance
+    network = Network(
+        synapses=Synapses(tile=Tile(device=IdealDevice(), weight_range=g_max)),
+        plasticity=STDP(a_plus=0.01 * g_max, a_minus=-0.0105 * g_max),
+    )
+    key_w, key_in, key_run = jax.random.split(jax.random.key(0), 3)
+    state = network.init(jax.random.uniform(key_w, (1000, 1), maxval=g_max), key=key_w)
+    duration = 10.0  # s
+    stream = PoissonStream.sample(key_in, jnp.full(1000, 15.0), duration, max_spikes=250)
+    state, stats = run(network, state, stream, round(duration / network.dt), key=key_run)
+    print(run_metrics(network, stats)["output_rate_hz"])
+"""
 
 from .network import Network, NetworkState, RunStats, run, run_clamped, run_metrics
 from .neurons import LIF, LIFState

@@ -129,7 +129,7 @@ def run(network: Network, state: NetworkState, inputs, steps: int, *, key: jax.A
         state: its state (from `Network.init` or a previous run).
         inputs: a `PoissonStream` (read from its start: pass one stream per run) or a bool raster of
             shape (steps, n_pre).
-        steps: number of steps (a Python int).
+        steps: number of steps (a Python int): the simulated duration divided by `network.dt`.
         key: PRNG key of the run (read noise, product noise, pulse rounding and device pulses).
         learn: apply the plasticity rule (static). With False, or with no rule, the weights stay.
         record: also return the output spike raster, bool (steps, n_post).

@@ -65,7 +65,9 @@ class Synapses(eqx.Module):
 
     Attributes:
         tile: the crossbar tile (device model, read voltage, noise, converters, wire resistance). Its
-            `weight_range` is the weight held by a device at g_max (default 1).
+            `weight_range` must be set: the weight of a device at g_max, in the neuron's units (for the
+            conductance-based LIF, relative to the leak conductance: 0.01 in the network of Song, Miller
+            and Abbott 2000). The default tile uses 1.
         pulse_size: conductance change per pulse used to convert weight changes into pulse counts, S;
             None takes `mean_pulse_step(tile.device)`.
         rounding: "stochastic" (unbiased: floor(n + U), U uniform), "nearest", or "none" (static). "none"
