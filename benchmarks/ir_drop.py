@@ -40,7 +40,6 @@ import importlib.util
 import json
 import logging
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -64,6 +63,8 @@ import scipy.sparse.linalg  # noqa: E402
 
 from xbar.crossbar import Parasitics, solve_crossbar  # noqa: E402
 
+import _machine  # noqa: E402  (benchmarks/ is the script's folder, so it is on sys.path)
+
 RESISTANCE_RANGE_OHM = (1e4, 1e6)
 INPUT_AMPLITUDE_V = 0.2
 WIRE_OHM = 1.0
@@ -86,39 +87,12 @@ CHEAP_S = 2.0
 # Machine description.
 
 
-def cpu_model() -> str:
-    """Return the CPU model name from /proc/cpuinfo, or platform.processor() where that file is missing."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def machine_info() -> dict:
-    """Return the CPU, core counts, thread settings and library versions that the figures depend on."""
-    try:
-        usable_cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not available on macOS
-        usable_cores = os.cpu_count()
-    thread_variables = ("XLA_FLAGS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    return {
-        "cpu": cpu_model(),
-        "machine": platform.machine(),
-        "cores": os.cpu_count(),
-        "usable_cores": usable_cores,
-        "load_average_1min_start": os.getloadavg()[0],
-        "thread_settings": {name: os.environ.get(name) for name in thread_variables},
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "backend": jax.default_backend(),
-        "xbar_source": source_version(),
-    }
+    """Return the machine description of `_machine` plus the SciPy version and the xbar checkout."""
+    info = _machine.machine_info(load_key="load_average_1min_start")
+    info["scipy"] = scipy.__version__
+    info["xbar_source"] = source_version()
+    return info
 
 
 def source_version() -> dict:

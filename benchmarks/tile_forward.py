@@ -29,7 +29,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -41,6 +40,8 @@ import numpy as np
 
 from xbar.crossbar import ADC, DAC, Tile
 from xbar.devices.pcm import PCM
+
+import _machine  # benchmarks/ is the script's folder, so it is on sys.path
 
 ROWS = 512
 COLUMNS = 512
@@ -55,38 +56,11 @@ PRNG_IMPLS = ("threefry2x32", "threefry4x32", "philox2x32", "philox4x32", "rbg",
 # Machine description.
 
 
-def cpu_model() -> str:
-    """Return the CPU model name from /proc/cpuinfo, or platform.processor() where that file is missing."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def machine_info() -> dict:
-    """Return the CPU, core counts, thread settings and library versions that the figures depend on."""
-    try:
-        usable_cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not available on macOS
-        usable_cores = os.cpu_count()
-    thread_variables = ("XLA_FLAGS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    return {
-        "cpu": cpu_model(),
-        "machine": platform.machine(),
-        "cores": os.cpu_count(),
-        "usable_cores": usable_cores,
-        "load_average_1min": os.getloadavg()[0],
-        "thread_settings": {name: os.environ.get(name) for name in thread_variables},
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "numpy": np.__version__,
-        "backend": jax.default_backend(),
-        "device": str(jax.devices()[0]),
-    }
+    """Return the machine description of `_machine` plus the JAX device."""
+    info = _machine.machine_info()
+    info["device"] = str(jax.devices()[0])
+    return info
 
 
 # Timing.

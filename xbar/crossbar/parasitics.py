@@ -246,7 +246,7 @@ def _network(conductances, word_seg, bit_seg) -> _Network:
 
 
 def _matvec(net: _Network, x):
-    """The nodal operator A: x = (u, v) in the word and bit layouts, result in the same layouts."""
+    """Apply the nodal operator A to x = (u, v), given in the word and bit layouts; return the same layouts."""
     u, v = x
     return (
         _line_apply(net.word, u) - net.g_word * _swap(v),
@@ -371,8 +371,8 @@ def solve_crossbar(
         voltages: driver voltages, V: shape (..., M) driving the word lines, or (..., N) driving the bit
             lines when `transposed`.
         parasitics: wire and periphery resistances.
-        transposed: drive the bit lines from their bottom end and sense the word lines at their left end
-            (the backward product; the periphery stays at the same ends as in the forward direction).
+        transposed: drive the bit lines from their bottom end and sense the word lines at their left end.
+            This is the backward product, and the periphery stays at the same ends as in the forward direction.
         rtol: bound on the relative Kirchhoff residual (see `CrossbarSolution.residual`); default
             `default_rtol` of the working precision (1e-9 in float64, 1e-5 in float32).
         max_iterations: most conjugate-gradient iterations (default max(100, M + N)).
@@ -468,9 +468,9 @@ def _solve(conductances, voltages, word_r, bit_r, left, bottom, *, transposed, r
         return currents, volts, residual, iterations, tolerance
 
     # Vectors are solved a chunk at a time under `lax.map`, each chunk with about _CHUNK_NODES node voltages
-    # per family. One batched solve of many vectors on a large array is slower than solving them one by one
-    # (at 256 x 256 in float64, 110 ms for 16 vectors together against 29 ms one at a time: the working set
-    # leaves the cache), and the chunks bound the memory.
+    # per family, which also bounds the memory. On a large array one batched solve of many vectors is slower
+    # than solving them one by one, because its working set leaves the cache: at 256 x 256 in float64,
+    # 16 vectors took 110 ms together and 29 ms one at a time.
     chunk = max(1, min(count, _CHUNK_NODES // (rows * cols)))
     chunks = -(-count // chunk)
     blocks = jnp.pad(flat, ((0, chunks * chunk - count), (0, 0))).reshape(chunks, chunk, driven)

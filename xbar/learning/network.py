@@ -10,9 +10,9 @@ Each step of `run`, at time t = step * dt:
 4. the plasticity rule turns the pre- and postsynaptic spikes of the step into requested weight changes,
    which the synapses apply as device pulses.
 
-The one-step transmission delay is the order of Brian2's default schedule (state update, threshold,
-then synaptic events), so a presynaptic spike can cause a postsynaptic one one step later at the
-earliest, and both sides of a pair are timed by the step in which they occur.
+The one-step transmission delay follows Brian2's default schedule (state update, threshold, then synaptic
+events). A presynaptic spike can therefore cause a postsynaptic one a step later at the earliest, and both
+sides of a pair are timed by the step in which they occur.
 
 The whole run is one `jax.lax.scan`, so a network compiles once and `jax.vmap` runs independent networks
 (seeds, parameters) together. Device drift is measured from the start of the run for every device.
@@ -73,6 +73,41 @@ class RunStats(eqx.Module):
     depression_pulses: jax.Array
     updated_synapses: jax.Array
     refreshed_pairs: jax.Array
+
+    @classmethod
+    def zeros(cls, n_pre: int, n_post: int, dtype) -> RunStats:
+        """Return the totals of a run that has not started."""
+        zero = jnp.zeros((), dtype)
+        return cls(
+            steps=jnp.zeros((), jnp.int32),
+            input_spikes=jnp.zeros((n_pre,), dtype),
+            output_spikes=jnp.zeros((n_post,), dtype),
+            potentiation_pulses=zero,
+            depression_pulses=zero,
+            updated_synapses=zero,
+            refreshed_pairs=zero,
+        )
+
+    def add_step(self, pre, post, counts) -> RunStats:
+        """Return the totals after one more step with these spikes and pulse counts (None: no plasticity)."""
+        dtype = self.input_spikes.dtype
+        totals = eqx.tree_at(
+            lambda s: (s.steps, s.input_spikes, s.output_spikes),
+            self,
+            (self.steps + 1, self.input_spikes + pre.astype(dtype), self.output_spikes + post.astype(dtype)),
+        )
+        if counts is None:
+            return totals
+        return eqx.tree_at(
+            lambda s: (s.potentiation_pulses, s.depression_pulses, s.updated_synapses, s.refreshed_pairs),
+            totals,
+            (
+                totals.potentiation_pulses + counts.potentiation,
+                totals.depression_pulses + counts.depression,
+                totals.updated_synapses + counts.updated,
+                totals.refreshed_pairs + counts.refreshed,
+            ),
+        )
 
 
 class Network(eqx.Module):
@@ -158,16 +193,7 @@ def _run(network, state, stream, raster, steps, key, learn, record):
     tile = network.synapses.tile
     dtype = state.neurons.v.dtype
     n_pre, n_post = state.traces.pre.shape[0], state.traces.post.shape[0]
-    zero = jnp.zeros((), dtype)
-    totals = RunStats(
-        steps=jnp.zeros((), jnp.int32),
-        input_spikes=jnp.zeros((n_pre,), dtype),
-        output_spikes=jnp.zeros((n_post,), dtype),
-        potentiation_pulses=zero,
-        depression_pulses=zero,
-        updated_synapses=zero,
-        refreshed_pairs=zero,
-    )
+    totals = RunStats.zeros(n_pre, n_post, dtype)
     index = stream.init() if stream is not None else None
 
     def body(carry, local):
@@ -193,15 +219,7 @@ def _run(network, state, stream, raster, steps, key, learn, record):
             traces, dw = network.plasticity.step(traces, pre, post, dt)
             synapses, counts = network.synapses.update(synapses, dw, key=key_update)
 
-        totals = RunStats(
-            steps=totals.steps + 1,
-            input_spikes=totals.input_spikes + pre_values,
-            output_spikes=totals.output_spikes + post.astype(dtype),
-            potentiation_pulses=totals.potentiation_pulses + (0.0 if counts is None else counts.potentiation),
-            depression_pulses=totals.depression_pulses + (0.0 if counts is None else counts.depression),
-            updated_synapses=totals.updated_synapses + (0.0 if counts is None else counts.updated),
-            refreshed_pairs=totals.refreshed_pairs + (0.0 if counts is None else counts.refreshed),
-        )
+        totals = totals.add_step(pre, post, counts)
         new_state = NetworkState(synapses=synapses, neurons=neurons, traces=traces, step=step + 1, arriving=increment)
         return (new_state, totals, index), (post if record else None)
 
@@ -234,33 +252,18 @@ def run_clamped(network: Network, state: NetworkState, pre, post, *, key: jax.Ar
 
 @eqx.filter_jit
 def _run_clamped(network, state, pre, post, key):
-    dtype = state.neurons.v.dtype
-    zero = jnp.zeros((), dtype)
-
     def body(carry, spikes):
         state, totals = carry
         pre_spikes, post_spikes = spikes
         traces, dw = network.plasticity.step(state.traces, pre_spikes, post_spikes, network.dt)
         synapses, counts = network.synapses.update(state.synapses, dw, key=jax.random.fold_in(key, state.step))
-        totals = RunStats(
-            steps=totals.steps + 1,
-            input_spikes=totals.input_spikes + pre_spikes.astype(dtype),
-            output_spikes=totals.output_spikes + post_spikes.astype(dtype),
-            potentiation_pulses=totals.potentiation_pulses + counts.potentiation,
-            depression_pulses=totals.depression_pulses + counts.depression,
-            updated_synapses=totals.updated_synapses + counts.updated,
-            refreshed_pairs=totals.refreshed_pairs + counts.refreshed,
-        )
+        totals = totals.add_step(pre_spikes, post_spikes, counts)
         new_state = NetworkState(
             synapses=synapses, neurons=state.neurons, traces=traces, step=state.step + 1, arriving=state.arriving
         )
         return (new_state, totals), None
 
-    totals = RunStats(
-        steps=jnp.zeros((), jnp.int32), input_spikes=jnp.zeros(pre.shape[1:], dtype),
-        output_spikes=jnp.zeros(post.shape[1:], dtype), potentiation_pulses=zero, depression_pulses=zero,
-        updated_synapses=zero, refreshed_pairs=zero,
-    )
+    totals = RunStats.zeros(pre.shape[1], post.shape[1], state.neurons.v.dtype)
     (state, totals), _ = jax.lax.scan(body, (state, totals), (pre, post))
     return state, totals
 

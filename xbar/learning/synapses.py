@@ -101,11 +101,14 @@ class Synapses(eqx.Module):
         """True for devices that only potentiate gradually (PCM): depression goes to the negative device."""
         return isinstance(self.tile.device, PCM)
 
+    def pulse_conductance(self):
+        """Return the conductance change (S) of one pulse: `pulse_size`, or the device's mean step."""
+        return mean_pulse_step(self.tile.device) if self.pulse_size is None else self.pulse_size
+
     def weight_per_pulse(self):
         """Return the weight change of one pulse (weight units)."""
         g_min, g_max = nominal_range(self.tile.device)
-        step = mean_pulse_step(self.tile.device) if self.pulse_size is None else self.pulse_size
-        return step / (g_max - g_min) * self.tile.weight_range
+        return self.pulse_conductance() / (g_max - g_min) * self.tile.weight_range
 
     def init(self, weights, *, key: jax.Array) -> TileState:
         """Program the initial weights (n_pre x n_post, within [0, weight_range] for bidirectional devices)."""
@@ -159,8 +162,9 @@ class Synapses(eqx.Module):
         """
         device = self.tile.device
         g_min, g_max = nominal_range(device)
-        step = mean_pulse_step(device) if self.pulse_size is None else self.pulse_size
-        full = (jnp.maximum(g_pos.g, g_neg.g) > self.refresh_level * g_max) & (jnp.minimum(g_pos.g, g_neg.g) - g_min > step)
+        full = (jnp.maximum(g_pos.g, g_neg.g) > self.refresh_level * g_max) & (
+            jnp.minimum(g_pos.g, g_neg.g) - g_min > self.pulse_conductance()
+        )
         difference = g_pos.g - g_neg.g
         key_pos, key_neg = jax.random.split(key)
         new_pos = device.program(g_min + jnp.maximum(difference, 0.0), key=key_pos)
