@@ -2,7 +2,9 @@
 
 from .parasitics import CrossbarSolution, Parasitics, default_rtol, solve_crossbar
 from .periphery import ADC, DAC, quantize_symmetric, straight_through
-from .tile import Tile, TileRead, TileState, compensate_ir_drop, nominal_range, weights_to_conductances
+from .tile import (
+    Tile, TileRead, TileState, compensate_ir_drop, nominal_range, put_devices, take_devices, weights_to_conductances,
+)
 
 __all__ = [
     "ADC",
@@ -15,8 +17,10 @@ __all__ = [
     "compensate_ir_drop",
     "default_rtol",
     "nominal_range",
+    "put_devices",
     "quantize_symmetric",
     "solve_crossbar",
     "straight_through",
+    "take_devices",
     "weights_to_conductances",
 ]

@@ -263,27 +263,79 @@ class Tile(eqx.Module):
             current, device_square = self._wired_currents(read, volts, transposed, need_noise=g_square is not None)
 
         if noisy:
-            key_short, key_output = jax.random.split(key)
-            if g_square is None:
-                current = current + self.output_noise * jax.random.normal(key_output, current.shape, current.dtype)
+            if self.parasitics is None:
+                variance = None if g_square is None else (volts * volts) @ g_square
             else:
-                # Short-term and output noise are independent zero-mean Gaussians, so their sum is one Gaussian
-                # with the summed variance. One normal per output instead of two gives the same distribution at
-                # half the drawing cost, which on a CPU is about that of the product (benchmarks/tile_forward.py).
-                if self.parasitics is None:
-                    variance = (volts * volts) @ g_square * self.short_term_noise**2
-                else:
-                    variance = device_square * self.short_term_noise**2
-                if not _is_zero(self.output_noise):
-                    variance = variance + self.output_noise**2
-                current = current + _safe_sqrt(variance) * jax.random.normal(key_short, current.shape, current.dtype)
+                variance = device_square
+            current = self._add_noise(current, variance, key)
+        return self._to_weights(current, read.weight_scale, read.drift_gain)
 
+    def _add_noise(self, current, device_square, key):
+        """Add short-term noise (from sum_i (V_i G_ij)^2 over both arrays, or None) and output noise."""
+        key_short, key_output = jax.random.split(key)
+        if device_square is None:
+            return current + self.output_noise * jax.random.normal(key_output, current.shape, current.dtype)
+        # Short-term and output noise are independent zero-mean Gaussians, so their sum is one Gaussian
+        # with the summed variance. One normal per output instead of two gives the same distribution at
+        # half the drawing cost, which on a CPU is about that of the product (benchmarks/tile_forward.py).
+        variance = device_square * self.short_term_noise**2
+        if not _is_zero(self.output_noise):
+            variance = variance + self.output_noise**2
+        return current + _safe_sqrt(variance) * jax.random.normal(key_short, current.shape, current.dtype)
+
+    def _to_weights(self, current, weight_scale, drift_gain):
+        """Digitize output currents (A) and scale them to weight units."""
         digital = self.adc(current)
         g_min, g_max = self.nominal_range()
         span = g_max - g_min
-        gain = read.weight_scale * self.dac.input_range * read.drift_gain / (self.read_voltage * span)
+        gain = weight_scale * self.dac.input_range * drift_gain / (self.read_voltage * span)
         return digital * gain
 
+    # Event-driven products, which read only the driven rows.
+
+    @property
+    def reads_rows_independently(self) -> bool:
+        """True when a product depends only on the driven rows (no wire resistance, no drift compensation).
+
+        Then `row_currents` and `finish_rows` give the product of a spike vector at the cost of its spikes.
+        """
+        return self.parasitics is None and not self.drift_compensation
+
+    def row_currents(self, state: TileState, t, rows, valid, *, key: jax.Array):
+        """Read only the given rows at time t and return their summed column currents for a unit input.
+
+        A spike is an input of 1 (full scale after the DAC) on its row. This returns the analog column
+        currents of the rows `rows` (int, shape (K,)) where `valid` is True, and for short-term noise
+        their summed squares sum_i (V G_ij)^2 over both arrays (None when that noise is off). Several
+        calls add up, and `finish_rows` then applies the noise, the ADC and the scale of `matmul`, which
+        it equals for a 0/1 input vector (with fresh read noise of the rows read). Needs
+        `reads_rows_independently`.
+        """
+        if not self.reads_rows_independently:
+            raise ValueError(
+                "row_currents needs a tile without wire resistance and without drift compensation; "
+                "use read and matmul for this tile"
+            )
+        m, n = state.shape
+        key_pos, key_neg = jax.random.split(key)
+        device = take_devices(self.device, rows, (m, n), axis=0)
+        g_pos = device.read(take_devices(state.g_pos, rows, (m, n), axis=0), t, key=key_pos)
+        g_neg = device.read(take_devices(state.g_neg, rows, (m, n), axis=0), t, key=key_neg)
+        volts = self.dac(jnp.ones((), g_pos.dtype)) * self.read_voltage
+        weight = jnp.asarray(valid, g_pos.dtype)[:, None]
+        current = volts * jnp.sum(weight * (g_pos - g_neg), axis=0)
+        if _is_zero(self.short_term_noise):
+            return current, None
+        return current, volts * volts * jnp.sum(weight * (g_pos * g_pos + g_neg * g_neg), axis=0)
+
+    def finish_rows(self, state: TileState, current, device_square, *, key: jax.Array | None = None):
+        """Turn the summed currents of `row_currents` into the product in weight units (noise, ADC, scale)."""
+        noisy = not (_is_zero(self.output_noise) and device_square is None)
+        if noisy:
+            if key is None:
+                raise ValueError("this tile has short-term or output noise, so finish_rows needs a PRNG key: pass key=...")
+            current = self._add_noise(current, device_square, key)
+        return self._to_weights(current, state.weight_scale, jnp.ones((), current.dtype))
 
     def _wired_currents(self, read, volts, transposed, *, need_noise):
         """Solve the positive and negative arrays with wire resistance and return I+ - I-.
@@ -327,6 +379,49 @@ def compensate_ir_drop(conductances, parasitics: Parasitics, voltage, *, g_max=N
         if g_max is not None:
             g = jnp.minimum(g, g_max)
     return g
+
+
+def take_devices(tree, index, shape: tuple[int, int], *, axis: int):
+    """Select rows (axis 0) or columns (axis 1) of every per-device array in a device model or state.
+
+    Leaves whose last two axes have the array's shape (M, N) are indexed along the chosen axis with
+    `index`, clipped into range (callers mask the slots they do not use). Scalars and other leaves, such
+    as the shared parameters of a model, are kept as they are.
+    """
+    size = shape[axis]
+    index = jnp.clip(jnp.asarray(index), 0, size - 1)
+
+    def take(leaf):
+        if hasattr(leaf, "ndim") and leaf.ndim >= 2 and tuple(leaf.shape[-2:]) == tuple(shape):
+            return jnp.take(leaf, index, axis=leaf.ndim - 2 + axis)
+        return leaf
+
+    return jax.tree_util.tree_map(take, tree)
+
+
+def put_devices(tree, part, index, valid, shape: tuple[int, int], *, axis: int, taken=None):
+    """Write rows or columns taken with `take_devices` (and changed) back where `valid`; the inverse step.
+
+    With `taken`, the part as `take_devices` returned it, leaves of `part` that are still the very same
+    arrays (an update that did not touch them) are not written back, which saves their scatter.
+    """
+    size = shape[axis]
+    # Slots that are not valid point past the end and are dropped.
+    target = jnp.where(jnp.asarray(valid), jnp.asarray(index), size)
+
+    def put(leaf, new, old):
+        if new is old:
+            return leaf
+        if hasattr(leaf, "ndim") and leaf.ndim >= 2 and tuple(leaf.shape[-2:]) == tuple(shape):
+            if axis == 0:
+                return leaf.at[..., target, :].set(new, mode="drop")
+            return leaf.at[..., target].set(new, mode="drop")
+        return leaf
+
+    leaves, structure = jax.tree_util.tree_flatten(tree)
+    new_leaves = structure.flatten_up_to(part)
+    old_leaves = [None] * len(leaves) if taken is None else structure.flatten_up_to(taken)
+    return structure.unflatten([put(*items) for items in zip(leaves, new_leaves, old_leaves)])
 
 
 def _is_zero(value) -> bool:

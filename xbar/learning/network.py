@@ -25,12 +25,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._validation import check_positive
-from ..crossbar import TileState
+from .._validation import check_positive, is_concrete
+from ..crossbar import TileState, put_devices, take_devices
 from .neurons import LIF, LIFState
-from .spikes import PoissonStream
+from ._events import _COLUMN_SLOTS, _batched_cond, _take_static, default_event_slots, first_of_step, read_step
+from .spikes import PoissonStream, SpikeEvents
 from .stdp import STDP, STDPState
-from .synapses import Synapses
+from .synapses import SynapseUpdate, Synapses
 
 __all__ = ["Network", "NetworkState", "RunStats", "run", "run_clamped", "run_metrics"]
 
@@ -156,18 +157,27 @@ class Network(eqx.Module):
 
 
 def run(network: Network, state: NetworkState, inputs, steps: int, *, key: jax.Array, learn: bool = True,
-        record: bool = False):
+        record: bool = False, event_slots: int | None = None):
     """Simulate `steps` time steps from `state`.
 
     Args:
         network: the network.
         state: its state (from `Network.init` or a previous run).
-        inputs: a `PoissonStream` (read from its start: pass one stream per run) or a bool raster of
-            shape (steps, n_pre).
+        inputs: the presynaptic spikes, timed from the start of this run: a `SpikeEvents` list (fastest),
+            a `PoissonStream` (read from its start: pass one stream per run) or a bool raster of shape
+            (steps, n_pre).
         steps: number of steps (a Python int): the simulated duration divided by `network.dt`.
         key: PRNG key of the run (read noise, product noise, pulse rounding and device pulses).
         learn: apply the plasticity rule (static). With False, or with no rule, the weights stay.
         record: also return the output spike raster, bool (steps, n_post).
+        event_slots: events read at once in a step when `inputs` is a `SpikeEvents` list (static; None
+            sizes it from the mean rate of the events, see `default_event_slots`). Any value gives the
+            same result; more events in a step take more rounds.
+
+    With `SpikeEvents` and a tile that reads its rows independently (no wire resistance, no drift
+    compensation), each step costs in proportion to its spikes: only the rows of the spiking inputs are
+    read and changed, and the columns of the spiking neurons (event-driven simulation, as in Brian2).
+    Other inputs or tiles read and change the whole array each step; both give the same weight changes.
 
     Returns:
         (final state, RunStats), plus the output raster when `record`.
@@ -175,7 +185,19 @@ def run(network: Network, state: NetworkState, inputs, steps: int, *, key: jax.A
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a Python int >= 1, got {steps!r}")
     n_pre = state.traces.pre.shape[0]
-    if isinstance(inputs, PoissonStream):
+    learn = learn and network.plasticity is not None
+    if isinstance(inputs, SpikeEvents):
+        if inputs.n_inputs != n_pre:
+            raise ValueError(f"the input events have {inputs.n_inputs} inputs but the network has {n_pre}")
+        if event_slots is None:
+            event_slots = default_event_slots(inputs, network.dt, steps)
+        if isinstance(event_slots, bool) or not isinstance(event_slots, int) or event_slots < 1:
+            raise ValueError(f"event_slots must be a Python int >= 1, got {event_slots!r}")
+        event_slots = min(event_slots, n_pre)
+        if network.synapses.tile.reads_rows_independently:
+            return _run_events(network, state, inputs, steps, key, learn, record, event_slots)
+        stream, raster = _EventReader(inputs, event_slots), None
+    elif isinstance(inputs, PoissonStream):
         if inputs.times.shape[0] != n_pre:
             raise ValueError(f"the input stream has {inputs.times.shape[0]} inputs but the network has {n_pre}")
         stream, raster = inputs, None
@@ -184,7 +206,39 @@ def run(network: Network, state: NetworkState, inputs, steps: int, *, key: jax.A
         if raster.shape != (steps, n_pre):
             raise ValueError(f"the input raster must have shape (steps, n_pre) = {(steps, n_pre)}, got {raster.shape}")
         stream = None
-    return _run(network, state, stream, raster, steps, key, learn and network.plasticity is not None, record)
+    return _run(network, state, stream, raster, steps, key, learn, record)
+
+
+class _EventReader(eqx.Module):
+    """Reads a `SpikeEvents` list as one spike vector per step, for the dense path (same interface as PoissonStream)."""
+
+    events: SpikeEvents
+    slots: int = eqx.field(static=True)
+
+    def init(self):
+        return jnp.zeros((), jnp.int32)
+
+    def advance(self, pointer, t, dt):
+        times, inputs = _padded(self.events, self.slots)
+        local = jnp.round(t / dt)
+        n = self.events.n_inputs
+
+        def chunk(carry):
+            pointer, spikes, _ = carry
+            rows, due, pointer = read_step(times, inputs, pointer, local, dt, self.slots)
+            spikes = spikes.at[jnp.where(due, rows, n)].set(True, mode="drop")
+            return pointer, spikes, jnp.all(due)
+
+        carry = chunk((pointer, jnp.zeros((n,), bool), jnp.zeros((), bool)))
+        pointer, spikes, _ = jax.lax.while_loop(lambda carry: carry[2], chunk, carry)
+        return spikes, pointer
+
+
+def _padded(events: SpikeEvents, slots: int):
+    """The event arrays with `slots` unused events appended, so that a window of `slots` never runs off the end."""
+    times = jnp.concatenate([jnp.asarray(events.times), jnp.full((slots,), jnp.inf, jnp.asarray(events.times).dtype)])
+    inputs = jnp.concatenate([jnp.asarray(events.inputs, jnp.int32), jnp.zeros((slots,), jnp.int32)])
+    return times, inputs
 
 
 @eqx.filter_jit
@@ -227,6 +281,176 @@ def _run(network, state, stream, raster, steps, key, learn, record):
     if record:
         return state, totals, raster_out
     return state, totals
+
+
+@eqx.filter_jit
+def _run_events(network, state, events, steps, key, learn, record, slots):
+    dt = network.dt
+    synapses = network.synapses
+    tile = synapses.tile
+    rule = network.plasticity
+    dtype = state.neurons.v.dtype
+    n_pre, n_post = state.traces.pre.shape[0], state.traces.post.shape[0]
+    shape = (n_pre, n_post)
+    times, inputs = _padded(events, slots)
+    column_slots = 1 if (n_post == 1 or network.neurons.winner_take_all) else min(n_post, _COLUMN_SLOTS)
+    conductance = network.neurons.synapse == "conductance"
+    if learn:
+        decay_post = jnp.exp(-dt / jnp.asarray(rule.tau_minus, dtype))
+
+    def pre_trace_now(value, last, local, index=None):
+        """Presynaptic traces at the end of step `local`, decayed from their last spike (no new spike)."""
+        tau = jnp.asarray(rule.tau_plus, dtype) if index is None else _take_static(rule.tau_plus, index)
+        return value * jnp.exp(-(local - last).astype(dtype) * dt / tau)
+
+    def rows_of_step(carry, chunk_key, local, t, post, post_before):
+        """Read, and with learning change, the rows of the next events of the step."""
+        (pointer, g_pos, g_neg, pre_value, last, current, square, counts, input_spikes) = carry
+        rows, due, pointer = read_step(times, inputs, pointer, local, dt, slots)
+        valid = first_of_step(rows, due, last, local)
+        key_read, key_update = jax.random.split(chunk_key)
+        read_state = TileState(g_pos=g_pos, g_neg=g_neg, weight_scale=state.synapses.weight_scale,
+                               reference_current=state.synapses.reference_current)
+        row_current, row_square = tile.row_currents(read_state, local * dt, rows, valid, key=key_read)
+        current = current + row_current
+        square = None if row_square is None else square + row_square
+        target = jnp.where(valid, rows, n_pre)
+        input_spikes = input_spikes.at[target].add(1.0, mode="drop")
+        if learn:
+            elapsed_value = pre_trace_now(jnp.take(pre_value, jnp.clip(rows, 0, n_pre - 1)),
+                                          jnp.take(last, jnp.clip(rows, 0, n_pre - 1)), local, rows)
+            a_plus = _take_static(rule.a_plus, rows).astype(dtype)
+            new_value = elapsed_value + a_plus if rule.pairing == "all-to-all" else jnp.broadcast_to(a_plus, rows.shape)
+            dw = valid[:, None] * (post_before[None, :] + new_value[:, None] * post.astype(dtype)[None, :])
+            device = take_devices(tile.device, rows, shape, axis=0)
+            part_pos = take_devices(g_pos, rows, shape, axis=0)
+            part_neg = take_devices(g_neg, rows, shape, axis=0)
+            new_pos, new_neg, update = synapses.update_devices(device, part_pos, part_neg, dw, key=key_update)
+            g_pos = put_devices(g_pos, new_pos, rows, valid, shape, axis=0, taken=part_pos)
+            g_neg = put_devices(g_neg, new_neg, rows, valid, shape, axis=0, taken=part_neg)
+            counts = jax.tree_util.tree_map(jnp.add, counts, update)
+            pre_value = pre_value.at[target].set(new_value, mode="drop")
+        last = last.at[target].set(local, mode="drop")
+        return (pointer, g_pos, g_neg, pre_value, last, current, square, counts, input_spikes), jnp.all(due)
+
+    def columns_of_step(devices, synapses_, pre_value, last, local, post, column_key):
+        """Potentiate the columns of the neurons that spiked, in every row that did not spike in the step."""
+        g_pos, g_neg, counts = devices
+        rule_ = synapses_.rule
+        tau = jnp.asarray(rule_.tau_plus, dtype)
+        pre_now = pre_value * jnp.exp(-(local - last).astype(dtype) * dt / tau)
+        quiet = (last != local).astype(dtype)
+        device_model = synapses_.synapses.tile.device
+
+        def one_round(carry):
+            remaining, g_pos, g_neg, counts, round_index = carry
+            columns = jnp.nonzero(remaining, size=column_slots, fill_value=n_post)[0]
+            valid = columns < n_post
+            dw = quiet[:, None] * pre_now[:, None] * valid.astype(dtype)[None, :]
+            device = take_devices(device_model, columns, shape, axis=1)
+            part_pos = take_devices(g_pos, columns, shape, axis=1)
+            part_neg = take_devices(g_neg, columns, shape, axis=1)
+            new_pos, new_neg, update = synapses_.synapses.update_devices(
+                device, part_pos, part_neg, dw, key=jax.random.fold_in(column_key, round_index)
+            )
+            # Rows that spiked in this step have their change already; keep them as they are.
+            keep = (quiet > 0)[:, None]
+
+            def merge(new, old):
+                return new if new is old else jnp.where(keep, new, old)
+
+            new_pos = jax.tree_util.tree_map(merge, new_pos, part_pos)
+            new_neg = jax.tree_util.tree_map(merge, new_neg, part_neg)
+            g_pos = put_devices(g_pos, new_pos, columns, valid, shape, axis=1, taken=part_pos)
+            g_neg = put_devices(g_neg, new_neg, columns, valid, shape, axis=1, taken=part_neg)
+            counts = jax.tree_util.tree_map(jnp.add, counts, update)
+            remaining = remaining.at[columns].set(False, mode="drop")
+            return remaining, g_pos, g_neg, counts, round_index + 1
+
+        carry = (post, g_pos, g_neg, counts, jnp.zeros((), jnp.int32))
+        _, g_pos, g_neg, counts, _ = jax.lax.while_loop(lambda c: jnp.any(c[0]), one_round, carry)
+        return g_pos, g_neg, counts
+
+    def body(carry, local):
+        state_, totals, pointer, pre_value, last = carry
+        step = state_.step
+        t = step * dt
+        key_step = jax.random.fold_in(key, step)
+        key_rows, key_columns, key_product = jax.random.split(key_step, 3)
+
+        neurons, post = network.neurons.step(state_.neurons, state_.arriving, dt)
+        traces = state_.traces
+        if learn:
+            post_before = traces.post * decay_post
+            if rule.pairing == "all-to-all":
+                post_after = post_before + rule.a_minus * post
+            else:
+                post_after = jnp.where(post, jnp.asarray(rule.a_minus, dtype), post_before)
+        else:
+            post_before = post_after = traces.post
+
+        zeros = jnp.zeros((n_post,), dtype)
+        square = None if _is_zero(tile.short_term_noise) else zeros
+        row_carry = (pointer, state_.synapses.g_pos, state_.synapses.g_neg, pre_value, last, zeros, square,
+                     _zero_counts(dtype), totals.input_spikes)
+        row_carry, more = rows_of_step(row_carry, jax.random.fold_in(key_rows, 0), local, t, post, post_before)
+
+        def next_rows(carry):
+            row_carry, _, round_index = carry
+            row_carry, more = rows_of_step(row_carry, jax.random.fold_in(key_rows, round_index), local, t, post,
+                                           post_before)
+            return row_carry, more, round_index + 1
+
+        row_carry, _, _ = jax.lax.while_loop(lambda c: c[1], next_rows, (row_carry, more, jnp.ones((), jnp.int32)))
+        pointer, g_pos, g_neg, pre_value, last, current, square, counts, input_spikes = row_carry
+
+        if learn:
+            operands = (_ColumnParts(synapses=synapses, rule=rule), pre_value, last, local, post, key_columns)
+            g_pos, g_neg, counts = _batched_cond(jnp.any(post), columns_of_step, (g_pos, g_neg, counts), *operands)
+            traces = STDPState(pre=traces.pre, post=post_after.astype(dtype))
+
+        increment = tile.finish_rows(state_.synapses, current, square, key=key_product)
+        if conductance:
+            increment = jnp.maximum(increment, 0.0)
+        tile_state = eqx.tree_at(lambda s: (s.g_pos, s.g_neg), state_.synapses, (g_pos, g_neg))
+        totals = RunStats(
+            steps=totals.steps + 1,
+            input_spikes=input_spikes,
+            output_spikes=totals.output_spikes + post.astype(dtype),
+            potentiation_pulses=totals.potentiation_pulses + counts.potentiation,
+            depression_pulses=totals.depression_pulses + counts.depression,
+            updated_synapses=totals.updated_synapses + counts.updated,
+            refreshed_pairs=totals.refreshed_pairs + counts.refreshed,
+        )
+        new_state = NetworkState(synapses=tile_state, neurons=neurons, traces=traces, step=step + 1, arriving=increment)
+        return (new_state, totals, pointer, pre_value, last), (post if record else None)
+
+    totals = RunStats.zeros(n_pre, n_post, dtype)
+    # The traces of the state are those at the end of the previous step, local step -1.
+    start = (state, totals, jnp.zeros((), jnp.int32), state.traces.pre, jnp.full((n_pre,), -1, jnp.int32))
+    (state, totals, _, pre_value, last), raster_out = jax.lax.scan(body, start, jnp.arange(steps))
+    if learn:
+        pre = pre_trace_now(pre_value, last, steps - 1)
+        state = eqx.tree_at(lambda s: s.traces, state, STDPState(pre=pre.astype(dtype), post=state.traces.post))
+    if record:
+        return state, totals, raster_out
+    return state, totals
+
+
+def _is_zero(value) -> bool:
+    return is_concrete(value) and float(value) == 0.0
+
+
+class _ColumnParts(eqx.Module):
+    """The synapses and the rule, passed to the column update as an operand (they may be batched)."""
+
+    synapses: Synapses
+    rule: STDP
+
+
+def _zero_counts(dtype) -> SynapseUpdate:
+    zero = jnp.zeros((), dtype)
+    return SynapseUpdate(potentiation=zero, depression=zero, updated=zero, refreshed=zero)
 
 
 def run_clamped(network: Network, state: NetworkState, pre, post, *, key: jax.Array):

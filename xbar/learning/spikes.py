@@ -242,3 +242,117 @@ def _check_times(times) -> None:
             f"spike times must be >= 0 s or +inf for an unused slot, got {example} "
             f"({int(bad.sum())} of {values.size} invalid)"
         )
+
+
+class SpikeEvents(eqx.Module):
+    """The spikes of n inputs as one time-ordered list of events, for event-driven simulation.
+
+    A `run` driven by events reads, in each step, only the events of that step: its cost per step
+    grows with the number of spikes, not with the number of inputs. Events in the same step of the same
+    input count as one spike, as in `spikes_from_times`.
+
+    Attributes:
+        times: event times in s, shape (E,), non-decreasing, +inf for unused slots at the end.
+        inputs: input index of each event, int32, shape (E,), in [0, n_inputs).
+        n_inputs: number of inputs (static).
+    """
+
+    times: jax.Array
+    inputs: jax.Array
+    n_inputs: int = eqx.field(static=True)
+
+    def __check_init__(self):
+        if isinstance(self.n_inputs, bool) or not isinstance(self.n_inputs, (int, np.integer)) or self.n_inputs < 1:
+            raise ValueError(f"n_inputs must be an integer >= 1, got {self.n_inputs!r}")
+        times, inputs = jnp.asarray(self.times), jnp.asarray(self.inputs)
+        if times.ndim != 1 or inputs.shape != times.shape:
+            raise ValueError(
+                f"times and inputs must be 1-D arrays of one length, got shapes {times.shape} and {inputs.shape}"
+            )
+        if not jnp.issubdtype(inputs.dtype, jnp.integer):
+            raise ValueError(f"inputs must hold integer input indices, got dtype {inputs.dtype}")
+        if is_concrete((times, inputs)) and times.size:
+            values, index = np.asarray(times), np.asarray(inputs)
+            if np.isnan(values).any() or (values < 0).any():
+                raise ValueError("event times must be >= 0 s or +inf for an unused slot; found NaN or a negative time")
+            finite = np.isfinite(values)
+            if (np.diff(values[finite]) < 0).any() or (finite[1:] & ~finite[:-1]).any():
+                raise ValueError("event times must be sorted in time; build the list with SpikeEvents.from_times")
+            if ((index[finite] < 0) | (index[finite] >= self.n_inputs)).any():
+                raise ValueError(f"event inputs must lie in [0, {self.n_inputs}), the inputs of the network")
+
+    @classmethod
+    def poisson(cls, key: jax.Array, rates, duration, max_events: int | None = None) -> SpikeEvents:
+        """Draw independent Poisson trains of the given rates (Hz, shape (n,)) over [0, duration) s.
+
+        The trains are drawn as one Poisson process of the summed rate R whose events are assigned to
+        input i with probability rate_i / R (the superposition theorem of Poisson processes), so that the
+        cost is about R x duration numbers and the events come out in time order without sorting.
+        `max_events` defaults to R T + 10 sqrt(R T) + 10 (with T = duration), which truncates the list
+        with probability below 1e-19 (see `poisson_spike_times`); pass it explicitly under `jit` or
+        `vmap`. An eager call logs a warning when every slot is used. Times are summed in float32 by
+        default, which places an event at 100 s within about 1e-5 s.
+        """
+        check_positive("duration", duration, "s")
+        rates = jnp.asarray(rates, jnp.result_type(float))
+        if rates.ndim != 1 or rates.shape[0] < 1:
+            raise ValueError(f"rates must have shape (n,), one rate per input, got shape {rates.shape}")
+        check_positive("rates", rates, "Hz", allow_zero=True)
+        total = jnp.sum(rates)
+        if max_events is None:
+            if not is_concrete((rates, duration)):
+                raise ValueError("pass max_events (a Python int) when rates or duration are traced")
+            expected = float(total) * float(duration)
+            max_events = int(expected + 10.0 * np.sqrt(expected) + 10.0)
+        if isinstance(max_events, bool) or not isinstance(max_events, (int, np.integer)) or max_events < 1:
+            raise ValueError(f"max_events must be an integer >= 1, got {max_events!r}")
+
+        key_times, key_inputs = jax.random.split(key)
+        intervals = jax.random.exponential(key_times, (int(max_events),), rates.dtype)
+        # XLA sums in a tree order, whose rounding can put a sum a few ulp below its predecessor;
+        # the running maximum restores the order.
+        times = jax.lax.cummax(jnp.cumsum(intervals)) / jnp.where(total > 0, total, 1.0)
+        times = jnp.where((times < duration) & (total > 0), times, jnp.inf)
+        # Input i owns the share rate_i / R of [0, 1); a uniform number picks the share it falls into.
+        edges = jnp.cumsum(rates) / jnp.where(total > 0, total, 1.0)
+        draws = jax.random.uniform(key_inputs, (int(max_events),), rates.dtype)
+        inputs = jnp.clip(jnp.searchsorted(edges, draws, side="right"), 0, rates.shape[0] - 1).astype(jnp.int32)
+        if is_concrete(times) and np.isfinite(np.asarray(times[-1])):
+            logger.warning(
+                "SpikeEvents.poisson: all %d slots are used and the trains may be truncated; raise max_events",
+                max_events,
+            )
+        return cls(times=times, inputs=inputs, n_inputs=int(rates.shape[0]))
+
+    @classmethod
+    def from_times(cls, times) -> SpikeEvents:
+        """Merge per-input spike times (shape (n, k), +inf for unused slots, as from `poisson_spike_times`)."""
+        times = jnp.asarray(times, jnp.result_type(float))
+        _check_times(times)
+        n, k = times.shape
+        flat = times.reshape(-1)
+        order = jnp.argsort(flat, stable=True)
+        inputs = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32)[:, None], (n, k)).reshape(-1)
+        return cls(times=flat[order], inputs=inputs[order], n_inputs=n)
+
+    @classmethod
+    def from_raster(cls, raster, dt) -> SpikeEvents:
+        """Turn a bool raster (steps, n) into events at the grid times step * dt (eager only)."""
+        check_positive("dt", dt, "s")
+        raster = np.asarray(raster)
+        if raster.ndim != 2:
+            raise ValueError(f"raster must have shape (steps, n), got shape {raster.shape}")
+        steps, inputs = np.nonzero(raster)
+        dtype = jnp.result_type(float)
+        if steps.size == 0:
+            return cls(times=jnp.full((1,), jnp.inf, dtype), inputs=jnp.zeros((1,), jnp.int32), n_inputs=raster.shape[1])
+        return cls(times=jnp.asarray(steps * float(dt), dtype), inputs=jnp.asarray(inputs, jnp.int32),
+                   n_inputs=raster.shape[1])
+
+    def raster(self, dt, steps: int) -> jax.Array:
+        """Return the events on the grid, bool (steps, n_inputs): True at step round(t / dt)."""
+        _check_steps(steps)
+        check_positive("dt", dt, "s")
+        grid = _grid_index(jnp.asarray(self.times), dt)
+        rows = jnp.where(grid < steps, grid, steps).astype(jnp.int32)
+        return jnp.zeros((steps, self.n_inputs), bool).at[rows, self.inputs].set(True, mode="drop")

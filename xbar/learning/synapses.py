@@ -30,15 +30,17 @@ def mean_pulse_step(device: Device) -> jax.Array:
     """Return the conductance change (S) of one potentiation pulse at the middle of the device's range.
 
     IdealDevice: `pulse_step`. PulsedDevice: the mean step of its `up` model at u = 0.5. PCM: the mean SET
-    step at half of g_max. Pass `Synapses(pulse_size=...)` for any other device.
+    step at half of g_max. Pass `Synapses(pulse_size=...)` for any other device. With parameters that vary
+    from device to device the result is their mean: the controller that converts weight changes into
+    pulses knows the nominal device, not each one.
     """
     g_min, g_max = nominal_range(device)
     if isinstance(device, IdealDevice):
-        return jnp.asarray(device.pulse_step)
+        return jnp.mean(jnp.asarray(device.pulse_step))
     if isinstance(device, PulsedDevice):
-        return device.up.mean_step(jnp.asarray(0.5), True) * (g_max - g_min)
+        return jnp.mean(device.up.mean_step(jnp.asarray(0.5), True)) * (g_max - g_min)
     if isinstance(device, PCM):
-        return device.set_step * (1.0 + device.set_amplitude * jnp.exp(-device.set_rate * 0.5)) * device.g_max
+        return jnp.mean(device.set_step * (1.0 + device.set_amplitude * jnp.exp(-device.set_rate * 0.5))) * g_max
     raise ValueError(
         f"no nominal pulse step is known for {type(device).__name__}; pass Synapses(pulse_size=<S per pulse>)"
     )
@@ -122,8 +124,19 @@ class Synapses(eqx.Module):
 
     def update(self, state: TileState, dw, *, key: jax.Array) -> tuple[TileState, SynapseUpdate]:
         """Apply the requested weight changes `dw` (n_pre x n_post, weight units) as device pulses."""
+        g_pos, g_neg, counts = self.update_devices(self.tile.device, state.g_pos, state.g_neg, dw, key=key)
+        return eqx.tree_at(lambda s: (s.g_pos, s.g_neg), state, (g_pos, g_neg)), counts
+
+    def update_devices(self, device: Device, g_pos: DeviceState, g_neg: DeviceState, dw, *, key: jax.Array):
+        """Apply weight changes `dw` to the device pairs (g_pos, g_neg) of any shape; return both and the counts.
+
+        `device` is the tile's model, or the part of it that belongs to these devices when its parameters
+        vary from device to device (`xbar.crossbar.take_devices`). Pulse sizes and refresh levels use the
+        nominal range of the whole tile, so that a part of the array is updated exactly as in the whole.
+        A request of 0 applies no pulse.
+        """
         key_round, key_pos, key_neg, key_refresh = jax.random.split(key, 4)
-        exact = jnp.asarray(dw, state.g_pos.g.dtype) / self.weight_per_pulse()
+        exact = jnp.asarray(dw, g_pos.g.dtype) / self.weight_per_pulse()
         if self.rounding == "stochastic":
             count = jnp.floor(exact + jax.random.uniform(key_round, exact.shape, exact.dtype))
         elif self.rounding == "nearest":
@@ -131,19 +144,17 @@ class Synapses(eqx.Module):
         else:
             count = exact
         count = jnp.clip(count, -self.max_pulses, self.max_pulses)
-        device = self.tile.device
         # Without a fixed loop length the pulse loops of the devices run only as long as the largest count
         # of the step (usually 0 or 1 pulse), instead of max_pulses iterations on every step.
         settings = {"max_pulses": None}
         refreshed = jnp.zeros((), exact.dtype)
 
         if not self.differential:
-            g_pos = device.apply_pulses(state.g_pos, count, key=key_pos, **settings)
-            g_neg = state.g_neg
+            g_pos = device.apply_pulses(g_pos, count, key=key_pos, **settings)
         else:
-            g_pos = device.apply_pulses(state.g_pos, jnp.maximum(count, 0.0), key=key_pos, **settings)
-            g_neg = device.apply_pulses(state.g_neg, jnp.maximum(-count, 0.0), key=key_neg, **settings)
-            g_pos, g_neg, refreshed = self._refresh(g_pos, g_neg, key_refresh)
+            g_pos = device.apply_pulses(g_pos, jnp.maximum(count, 0.0), key=key_pos, **settings)
+            g_neg = device.apply_pulses(g_neg, jnp.maximum(-count, 0.0), key=key_neg, **settings)
+            g_pos, g_neg, refreshed = self._refresh(device, g_pos, g_neg, key_refresh)
 
         counts = SynapseUpdate(
             potentiation=jnp.sum(jnp.maximum(count, 0.0)),
@@ -151,17 +162,16 @@ class Synapses(eqx.Module):
             updated=jnp.sum(count != 0).astype(exact.dtype),
             refreshed=refreshed,
         )
-        return eqx.tree_at(lambda s: (s.g_pos, s.g_neg), state, (g_pos, g_neg)), counts
+        return g_pos, g_neg, counts
 
-    def _refresh(self, g_pos: DeviceState, g_neg: DeviceState, key):
+    def _refresh(self, device: Device, g_pos: DeviceState, g_neg: DeviceState, key):
         """RESET and reprogram the pairs whose positive or negative device passed refresh_level * g_max.
 
         Only pairs whose smaller device is more than one pulse above g_min are refreshed: a refresh
         frees that much headroom, and a pair whose weight alone passes the level would otherwise be
         reprogrammed, with fresh write noise, on every step.
         """
-        device = self.tile.device
-        g_min, g_max = nominal_range(device)
+        g_min, g_max = nominal_range(self.tile.device)
         full = (jnp.maximum(g_pos.g, g_neg.g) > self.refresh_level * g_max) & (
             jnp.minimum(g_pos.g, g_neg.g) - g_min > self.pulse_conductance()
         )

@@ -1,0 +1,187 @@
+"""Event-driven simulation: `SpikeEvents` input, row-wise tile reads, and agreement with the dense path."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from xbar.crossbar import ADC, Tile, put_devices, take_devices
+from xbar.devices import PCM, IdealDevice
+from xbar.learning import LIF, STDP, Network, SpikeEvents, Synapses, poisson_spike_times, run
+from xbar.variability import Normal, sample_parameters
+
+DT = 1e-3
+
+
+def _network(pairing="all-to-all", n_post=6, device=None, rounding="none", **tile_options):
+    device = device or IdealDevice(g_min=0.0, g_max=25e-6, pulse_step=25e-9)
+    tile = Tile(device=device, weight_range=1.0, **tile_options)
+    # Current-based neurons with a strong drive spike often, so pre and post spikes meet in many steps.
+    neurons = LIF(synapse="current", tau_m=5e-3, v_rest=0.0, v_reset=0.0, v_threshold=0.02, tau_syn=2e-3,
+                  refractory=0.0)
+    rule = STDP(a_plus=0.01, a_minus=-0.011, tau_plus=10e-3, tau_minus=12e-3, pairing=pairing)
+    return Network(synapses=Synapses(tile=tile, rounding=rounding, max_pulses=1000), neurons=neurons,
+                   plasticity=rule, dt=DT)
+
+
+def _events(key, n_pre=12, steps=400, rate=150.0):
+    return SpikeEvents.poisson(key, jnp.full(n_pre, rate), steps * DT)
+
+
+def _start(network, key, n_pre=12, n_post=6):
+    weights = jax.random.uniform(key, (n_pre, n_post), minval=0.2, maxval=0.8)
+    return network.init(weights, key=key)
+
+
+def test_poisson_events_have_the_rates_in_time_order():
+    rates = jnp.array([5.0, 20.0, 50.0, 100.0])
+    duration = 200.0
+    events = SpikeEvents.poisson(jax.random.key(0), rates, duration)
+    times, inputs = np.asarray(events.times), np.asarray(events.inputs)
+    finite = np.isfinite(times)
+    assert np.all(np.diff(times[finite]) >= 0)
+    assert np.all(times[finite] < duration)
+    counts = np.bincount(inputs[finite], minlength=4)
+    expected = np.asarray(rates) * duration
+    # Poisson counts: standard deviation sqrt(expected); 5 of them bound a false failure below 1e-6.
+    assert np.all(np.abs(counts - expected) < 5.0 * np.sqrt(expected))
+
+
+def test_events_from_times_give_the_same_raster():
+    times = poisson_spike_times(jax.random.key(1), jnp.full(7, 80.0), 0.5, 100)
+    events = SpikeEvents.from_times(times)
+    from xbar.learning import spikes_from_times
+
+    np.testing.assert_array_equal(events.raster(DT, 500), spikes_from_times(times, DT, 500))
+
+
+def test_events_from_raster_round_trip():
+    raster = np.asarray(jax.random.bernoulli(jax.random.key(2), 0.1, (50, 9)))
+    events = SpikeEvents.from_raster(raster, DT)
+    np.testing.assert_array_equal(events.raster(DT, 50), raster)
+
+
+@pytest.mark.parametrize(
+    ("times", "inputs", "message"),
+    [
+        ([0.2, 0.1], [0, 1], "sorted"),
+        ([0.1, -1.0], [0, 1], ">= 0"),
+        ([0.1, 0.2], [0, 5], r"\[0, 3\)"),
+        ([0.1, 0.2], [0.0, 1.0], "integer"),
+    ],
+)
+def test_invalid_events_raise(times, inputs, message):
+    with pytest.raises(ValueError, match=message):
+        SpikeEvents(times=jnp.asarray(times), inputs=jnp.asarray(inputs), n_inputs=3)
+
+
+@pytest.mark.parametrize("pairing", ["all-to-all", "nearest"])
+@pytest.mark.parametrize("slots", [1, 3, None])
+def test_event_path_matches_dense_path(pairing, slots):
+    """Same weights, traces, spikes and counts as the dense path, for any number of event slots."""
+    network = _network(pairing)
+    key = jax.random.key(3)
+    state = _start(network, key)
+    events = _events(jax.random.key(4))
+    raster = events.raster(DT, 400)
+    dense_state, dense_stats, dense_out = run(network, state, raster, 400, key=key, record=True)
+    event_state, event_stats, event_out = run(network, state, events, 400, key=key, record=True, event_slots=slots)
+
+    assert int(np.sum(dense_out)) > 50  # the test needs many post spikes, several in one step
+    assert int(np.max(np.sum(dense_out, axis=1))) > 1
+    np.testing.assert_array_equal(event_out, dense_out)
+    np.testing.assert_allclose(event_state.synapses.g_pos.g, dense_state.synapses.g_pos.g, rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(event_state.traces.pre, dense_state.traces.pre, rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(event_state.traces.post, dense_state.traces.post, rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(event_state.neurons.v, dense_state.neurons.v, rtol=1e-5, atol=1e-8)
+    np.testing.assert_array_equal(event_stats.input_spikes, dense_stats.input_spikes)
+    np.testing.assert_array_equal(event_stats.output_spikes, dense_stats.output_spikes)
+    assert float(event_stats.updated_synapses) == float(dense_stats.updated_synapses)
+    np.testing.assert_allclose(float(event_stats.potentiation_pulses), float(dense_stats.potentiation_pulses), rtol=1e-4)
+    np.testing.assert_allclose(float(event_stats.depression_pulses), float(dense_stats.depression_pulses), rtol=1e-4)
+
+
+def test_repeated_events_in_one_step_count_once():
+    network = _network()
+    state = _start(network, jax.random.key(5))
+    # Input 2 spikes twice in step 3 (two events 0.1 ms apart), and input 4 once.
+    events = SpikeEvents(times=jnp.array([3e-3, 3.1e-3, 3.2e-3, jnp.inf]), inputs=jnp.array([2, 2, 4, 0]), n_inputs=12)
+    raster = events.raster(DT, 10)
+    assert int(raster.sum()) == 2
+    for slots in (1, 2, 4):
+        _, stats = run(network, state, events, 10, key=jax.random.key(6), event_slots=slots)
+        assert float(stats.input_spikes[2]) == 1.0
+        assert float(jnp.sum(stats.input_spikes)) == 2.0
+
+
+def test_event_path_under_vmap_matches_single_runs():
+    """The batched column update (only networks with a post spike are touched) equals one run per network."""
+    network = _network()
+    keys = jax.random.split(jax.random.key(7), 3)
+    streams = [_events(jax.random.fold_in(k, 1)) for k in keys]
+    states = [_start(network, k) for k in keys]
+    singles = [run(network, s, e, 400, key=k)[0].synapses.g_pos.g for s, e, k in zip(states, streams, keys)]
+
+    stack = lambda *trees: jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)  # noqa: E731
+    batched = jax.vmap(lambda s, e, k: run(network, s, e, 400, key=k, event_slots=4)[0].synapses.g_pos.g)(
+        stack(*states), stack(*streams), keys
+    )
+    for index, single in enumerate(singles):
+        np.testing.assert_allclose(batched[index], single, rtol=1e-6, atol=1e-12)
+
+
+def test_event_path_with_per_device_parameters_and_pcm():
+    """Per-device parameters are taken row by row; PCM pairs stay inside the device range."""
+    device = sample_parameters(PCM(), (12, 6), jax.random.key(8), {"g_max": Normal(0.1)})
+    network = _network(device=device, rounding="stochastic")
+    state = _start(network, jax.random.key(9))
+    state, stats = run(network, state, _events(jax.random.key(10)), 400, key=jax.random.key(11))
+    for g in (state.synapses.g_pos.g, state.synapses.g_neg.g):
+        assert bool(jnp.all(g >= 0.0))
+        assert bool(jnp.all(g <= device.g_max * (1 + 1e-5)))
+    assert float(stats.potentiation_pulses) > 0
+    assert float(stats.depression_pulses) > 0
+
+
+def test_drift_compensated_tile_reads_events_through_the_dense_path():
+    network = _network(drift_compensation=True)
+    state = _start(network, jax.random.key(12))
+    events = _events(jax.random.key(13))
+    by_events = run(network, state, events, 400, key=jax.random.key(14))[0]
+    by_raster = run(network, state, events.raster(DT, 400), 400, key=jax.random.key(14))[0]
+    np.testing.assert_array_equal(by_events.synapses.g_pos.g, by_raster.synapses.g_pos.g)
+
+
+def test_row_currents_equal_the_product_of_a_spike_vector():
+    device = sample_parameters(IdealDevice(), (10, 4), jax.random.key(15), {"g_max": Normal(0.1)})
+    tile = Tile(device=device, weight_range=1.0, adc=ADC(bits=8, current_range=20e-6))
+    state = tile.program(jax.random.uniform(jax.random.key(16), (10, 4), minval=-1.0, maxval=1.0), key=jax.random.key(17))
+    rows = jnp.array([1, 4, 7, 0])
+    valid = jnp.array([True, True, True, False])
+    x = jnp.zeros(10).at[jnp.array([1, 4, 7])].set(1.0)
+    expected = tile.matmul(tile.read(state, 0.0, key=jax.random.key(0)), x)
+    current, square = tile.row_currents(state, 0.0, rows, valid, key=jax.random.key(0))
+    assert square is None
+    np.testing.assert_allclose(tile.finish_rows(state, current, square), expected, rtol=1e-6)
+
+
+def test_take_and_put_devices_round_trip():
+    device = sample_parameters(IdealDevice(), (5, 3), jax.random.key(18), {"g_max": Normal(0.1)})
+    part = take_devices(device, jnp.array([2, 0]), (5, 3), axis=1)
+    assert part.g_max.shape == (5, 2)
+    np.testing.assert_array_equal(part.g_max[:, 0], device.g_max[:, 2])
+    changed = jax.tree_util.tree_map(lambda leaf: leaf * 2 if hasattr(leaf, "ndim") and leaf.ndim == 2 else leaf, part)
+    back = put_devices(device, changed, jnp.array([2, 0]), jnp.array([True, False]), (5, 3), axis=1)
+    np.testing.assert_array_equal(back.g_max[:, 2], 2 * device.g_max[:, 2])
+    np.testing.assert_array_equal(back.g_max[:, 0], device.g_max[:, 0])
+
+
+def test_event_inputs_must_match_the_network():
+    network = _network()
+    state = _start(network, jax.random.key(19))
+    with pytest.raises(ValueError, match="12"):
+        run(network, state, SpikeEvents.poisson(jax.random.key(0), jnp.full(5, 10.0), 0.1), 10, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="event_slots"):
+        run(network, state, _events(jax.random.key(0)), 10, key=jax.random.key(0), event_slots=0)
