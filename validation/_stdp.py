@@ -26,7 +26,7 @@ import numpy as np
 
 from xbar.crossbar import Tile
 from xbar.devices import IdealDevice
-from xbar.learning import LIF, STDP, Network, PoissonStream, Synapses, run, run_clamped, stdp_window
+from xbar.learning import LIF, STDP, Network, SpikeEvents, Synapses, run, run_clamped, stdp_window
 
 from ._check import Check
 from ._tables import load_table
@@ -157,8 +157,8 @@ def _sma_network(constants: dict[str, float]) -> Network:
 def _simulate_sma() -> dict[str, np.ndarray]:
     """Simulate the network on the seeds of the settings table; return per-seed statistics and histograms.
 
-    Cached because the simulation is slow (40 to 50 s measured on a 2-core CPU for 4 seeds) and does not
-    depend on the PCM model that each call of `run_checks` passes.
+    Cached because the simulation takes a while (about 20 s on a busy 2-core CPU for 8 seeds, event-driven)
+    and does not depend on the PCM model that each call of `run_checks` passes.
     """
     constants, _ = _read_brian2_runs()
     settings = load_table(SMA_TABLE)
@@ -169,16 +169,16 @@ def _simulate_sma() -> dict[str, np.ndarray]:
     rate = constants["input_rate_hz"]
     g_max = constants["g_max"]
     steps = round(duration / network.dt)
-    # Slots per input: mean + 10 sqrt(mean) + 10 truncates a train with probability below 1e-19.
-    expected = rate * duration
-    slots = int(expected + 10.0 * np.sqrt(expected) + 10.0)
+    # Event slots: mean + 10 sqrt(mean) + 10 truncates the list with probability below 1e-19.
+    expected = n_inputs * rate * duration
+    max_events = int(expected + 10.0 * np.sqrt(expected) + 10.0)
 
     def one(key):
         key_weights, key_inputs, key_run = jax.random.split(key, 3)
         weights = jax.random.uniform(key_weights, (n_inputs, 1), maxval=g_max)
         state = network.init(weights, key=key_weights)
-        stream = PoissonStream.sample(key_inputs, jnp.full(n_inputs, rate), duration, slots)
-        state, totals = run(network, state, stream, steps, key=key_run)
+        events = SpikeEvents.poisson(key_inputs, jnp.full(n_inputs, rate), duration, max_events)
+        state, totals = run(network, state, events, steps, key=key_run)
         return network.weights(state, key=key_run)[:, 0] / g_max, totals.output_spikes[0]
 
     logger.info("simulating the Song-Miller-Abbott network: %d seeds x %g s", seeds, duration)
@@ -206,8 +206,8 @@ def _standard_errors_apart(first, second) -> float:
 def _sma_brian2(_model):
     _, brian2 = _read_brian2_runs()
     xbar = _simulate_sma()
-    # NOTE: with 4 xbar seeds each distance follows Welch's t with about 6 degrees of freedom rather than a
-    # normal, so each statistic of a correct model exceeds 3 with probability of about 2.4 % (scipy.stats.t).
+    # NOTE: with 8 seeds on each side a distance follows Welch's t with about 14 degrees of freedom rather
+    # than a normal, so each statistic of a correct model exceeds 3 with probability of about 1 % (scipy.stats.t).
     distances = {name: _standard_errors_apart(xbar[name], brian2[name]) for name in _SMA_STATISTICS}
     error = max(distances.values())
 
@@ -243,7 +243,7 @@ CHECKS = (
     Check(
         "stdp_sma_brian2",
         "Song-Miller-Abbott network (1000 Poisson inputs at 15 Hz, conductance-based LIF, additive STDP) on an "
-        "IdealDevice for 100 s on 4 seeds, against the Brian2 runs of sma_brian2.csv: fraction of weights below 0.1 "
+        "IdealDevice for 100 s on 8 seeds (event-driven), against the Brian2 runs of sma_brian2.csv: fraction of weights below 0.1 "
         "and above 0.9 g_max, mean weight and output rate; error: max over these of the difference of the means in "
         "standard errors sqrt(s1^2/n1 + s2^2/n2), tolerance 3",
         "standard errors", SMA_TABLE, _sma_brian2,

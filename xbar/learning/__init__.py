@@ -6,7 +6,7 @@ of Song, Miller and Abbott, Nature Neuroscience 3, 919 (2000), with weights rela
     import jax, jax.numpy as jnp
     from xbar.crossbar import Tile
     from xbar.devices import IdealDevice
-    from xbar.learning import STDP, Network, PoissonStream, Synapses, run, run_metrics
+    from xbar.learning import STDP, Network, SpikeEvents, Synapses, run, run_metrics
 
     g_max = 0.01  # largest weight, relative to the leak conductance
     network = Network(
@@ -16,8 +16,8 @@ of Song, Miller and Abbott, Nature Neuroscience 3, 919 (2000), with weights rela
     key_w, key_in, key_run = jax.random.split(jax.random.key(0), 3)
     state = network.init(jax.random.uniform(key_w, (1000, 1), maxval=g_max), key=key_w)
     duration = 10.0  # s
-    stream = PoissonStream.sample(key_in, jnp.full(1000, 15.0), duration, max_spikes=250)
-    state, stats = run(network, state, stream, round(duration / network.dt), key=key_run)
+    inputs = SpikeEvents.poisson(key_in, jnp.full(1000, 15.0), duration)  # event-driven input
+    state, stats = run(network, state, inputs, round(duration / network.dt), key=key_run)
     print(run_metrics(network, stats)["output_rate_hz"])
 """
 

@@ -103,15 +103,14 @@ def _batched_cond(pred, update, state, *operands):
     return cond(pred, state, *operands)
 
 
-def read_step(times, inputs, pointer, local, dt, slots: int):
-    """Read the next `slots` events from `pointer`; return their inputs, which are due in step `local`, and the new pointer.
+def read_step(table, pointer, local, slots: int):
+    """Read `slots` events from row `pointer` of the event table; return their inputs, which are due in step `local`, and the new pointer.
 
-    `times` and `inputs` are padded with `slots` unused events (+inf), so the window never runs off the end.
+    `table` holds int32 rows (step, input) in time order, with at least `slots` unused rows at the end.
     """
-    window_times = jax.lax.dynamic_slice(times, (pointer,), (slots,))
-    window_inputs = jax.lax.dynamic_slice(inputs, (pointer,), (slots,))
-    due = jnp.round(window_times / dt) <= local
-    return window_inputs, due, pointer + jnp.sum(due).astype(pointer.dtype)
+    window = jax.lax.dynamic_slice(table, (pointer, 0), (slots, 2))
+    due = window[:, 0] <= local
+    return window[:, 1], due, pointer + jnp.sum(due).astype(pointer.dtype)
 
 
 def first_of_step(rows, due, last_step, local):

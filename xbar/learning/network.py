@@ -15,7 +15,8 @@ events). A presynaptic spike can therefore cause a postsynaptic one a step later
 sides of a pair are timed by the step in which they occur.
 
 The whole run is one `jax.lax.scan`, so a network compiles once and `jax.vmap` runs independent networks
-(seeds, parameters) together. Device drift is measured from the start of the run for every device.
+(seeds, parameters) together. Driven by a `SpikeEvents` list, a run is event-driven (`_events.py`): each step
+reads and changes only the rows of the inputs that spike and the columns of the neurons that spike. Device drift is measured from the start of the run for every device.
 NOTE: PCM devices restart their drift clock when pulsed; a per-device clock is not modelled yet.
 """
 
@@ -219,13 +220,13 @@ class _EventReader(eqx.Module):
         return jnp.zeros((), jnp.int32)
 
     def advance(self, pointer, t, dt):
-        times, inputs = _padded(self.events, self.slots)
-        local = jnp.round(t / dt)
+        table = _event_table(self.events, dt, self.slots)
+        local = jnp.round(t / dt).astype(jnp.int32)
         n = self.events.n_inputs
 
         def chunk(carry):
             pointer, spikes, _ = carry
-            rows, due, pointer = read_step(times, inputs, pointer, local, dt, self.slots)
+            rows, due, pointer = read_step(table, pointer, local, self.slots)
             spikes = spikes.at[jnp.where(due, rows, n)].set(True, mode="drop")
             return pointer, spikes, jnp.all(due)
 
@@ -234,11 +235,18 @@ class _EventReader(eqx.Module):
         return spikes, pointer
 
 
-def _padded(events: SpikeEvents, slots: int):
-    """The event arrays with `slots` unused events appended, so that a window of `slots` never runs off the end."""
-    times = jnp.concatenate([jnp.asarray(events.times), jnp.full((slots,), jnp.inf, jnp.asarray(events.times).dtype)])
-    inputs = jnp.concatenate([jnp.asarray(events.inputs, jnp.int32), jnp.zeros((slots,), jnp.int32)])
-    return times, inputs
+def _event_table(events: SpikeEvents, dt, slots: int):
+    """Return the events as int32 rows (step, input), with `slots` unused rows appended.
+
+    The step of an event is round(t / dt), the grid convention of `spikes_from_times`; unused events get
+    the largest int32, and the appended rows keep a window of `slots` rows from running off the end.
+    """
+    times = jnp.asarray(events.times)
+    grid = jnp.round(times / dt)
+    never = jnp.iinfo(jnp.int32).max
+    steps = jnp.where(grid < never, grid, never).astype(jnp.int32)
+    table = jnp.stack([steps, jnp.asarray(events.inputs, jnp.int32)], axis=1)
+    return jnp.concatenate([table, jnp.tile(jnp.array([[never, 0]], jnp.int32), (slots, 1))])
 
 
 @eqx.filter_jit
@@ -292,7 +300,7 @@ def _run_events(network, state, events, steps, key, learn, record, slots):
     dtype = state.neurons.v.dtype
     n_pre, n_post = state.traces.pre.shape[0], state.traces.post.shape[0]
     shape = (n_pre, n_post)
-    times, inputs = _padded(events, slots)
+    table = _event_table(events, dt, slots)
     column_slots = 1 if (n_post == 1 or network.neurons.winner_take_all) else min(n_post, _COLUMN_SLOTS)
     conductance = network.neurons.synapse == "conductance"
     if learn:
@@ -306,7 +314,7 @@ def _run_events(network, state, events, steps, key, learn, record, slots):
     def rows_of_step(carry, chunk_key, local, t, post, post_before):
         """Read, and with learning change, the rows of the next events of the step."""
         (pointer, g_pos, g_neg, pre_value, last, current, square, counts, input_spikes) = carry
-        rows, due, pointer = read_step(times, inputs, pointer, local, dt, slots)
+        rows, due, pointer = read_step(table, pointer, local, slots)
         valid = first_of_step(rows, due, last, local)
         key_read, key_update = jax.random.split(chunk_key)
         read_state = TileState(g_pos=g_pos, g_neg=g_neg, weight_scale=state.synapses.weight_scale,
