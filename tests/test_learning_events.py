@@ -185,3 +185,54 @@ def test_event_inputs_must_match_the_network():
         run(network, state, SpikeEvents.poisson(jax.random.key(0), jnp.full(5, 10.0), 0.1), 10, key=jax.random.key(0))
     with pytest.raises(ValueError, match="event_slots"):
         run(network, state, _events(jax.random.key(0)), 10, key=jax.random.key(0), event_slots=0)
+
+
+def test_programming_energy_of_a_pair_by_hand():
+    """One pre-then-post pair on an ideal device: E = n V^2 G tau for the potentiating pulses."""
+    from xbar.learning import run_clamped, run_metrics
+
+    network = _network(n_post=1)
+    state = network.init(jnp.full((1, 1), 0.5), key=jax.random.key(0))
+    pre = np.zeros((20, 1), bool)
+    post = np.zeros((20, 1), bool)
+    pre[5, 0], post[8, 0] = True, True
+    end, stats = run_clamped(network, state, pre, post, key=jax.random.key(1))
+    device = network.synapses.tile.device
+    pulses = float(stats.potentiation_pulses)
+    assert pulses > 0 and float(stats.depression_pulses) == 0.0
+    g_before = 0.5 * device.g_max
+    pulse = device.potentiation_pulse
+    expected = pulses * pulse.voltage**2 * g_before * pulse.width
+    np.testing.assert_allclose(float(stats.programming_energy), expected, rtol=1e-5)
+    metrics = run_metrics(network, stats)
+    np.testing.assert_allclose(metrics["energy_per_pulse_j"], expected / pulses, rtol=1e-5)
+    assert metrics["worn_fraction"] == 0.0 and metrics["stuck_fraction"] == 0.0
+
+
+def test_event_and_dense_paths_charge_the_same_energy():
+    network = _network()
+    state = _start(network, jax.random.key(20))
+    events = _events(jax.random.key(21))
+    _, dense = run(network, state, events.raster(DT, 400), 400, key=jax.random.key(22))
+    _, by_events = run(network, state, events, 400, key=jax.random.key(22))
+    assert float(dense.programming_energy) > 0
+    np.testing.assert_allclose(float(by_events.programming_energy), float(dense.programming_energy), rtol=1e-4)
+
+
+def test_worn_and_stuck_devices_are_reported():
+    """Devices past their failure cycle count are stuck; the metrics report their share of the tile."""
+    from xbar.devices import Endurance
+    from xbar.learning import run_metrics
+
+    # Every device starts beyond its median life (failure scale 10 cycles), so all are stuck after the run.
+    device = Endurance(IdealDevice(g_min=0.0, g_max=25e-6, pulse_step=25e-9), onset_cycles=1.0,
+                       failure_scale=10.0, initial_cycles=1e3)
+    network = _network(device=device)
+    state = _start(network, jax.random.key(23))
+    _, stats = run(network, state, _events(jax.random.key(24)), 50, key=jax.random.key(25))
+    metrics = run_metrics(network, stats)
+    assert metrics["stuck_fraction"] == 1.0
+    assert metrics["worn_fraction"] == 1.0
+    fresh = _network()
+    _, stats = run(fresh, _start(fresh, jax.random.key(23)), _events(jax.random.key(24)), 50, key=jax.random.key(25))
+    assert run_metrics(fresh, stats)["stuck_fraction"] == 0.0

@@ -3,10 +3,12 @@
 from ._base import Device, DeviceState, ProgramVerify, program_with_pulses
 from .compact import CompactDevice, CompactState
 from .endurance import Endurance, EnduranceState
+from .energy import pulse_energy, reset_energy
 from .fitting import PulseFit, TraceComparison, compare_traces, fit_pulse_response, simulate_reads
 from .ideal import IdealDevice
 from .pcm import PCM, PCMState
 from .presets import Preset, list_presets, nonlinearity_a_norm, preset, preset_info
+from .programming_pulse import ProgrammingPulse
 from .pulsed import (
     ConstantStep,
     ExponentialStep,
@@ -21,12 +23,13 @@ from .pulsed import (
     pulse_trajectory,
 )
 from .retention import Retention
+from .wear import wear_state
 
 __all__ = [
     "CompactDevice", "CompactState", "ConstantStep", "Device", "DeviceState", "Endurance", "EnduranceState",
     "ExpStep", "ExponentialStep", "IdealDevice", "PCM", "PCMState", "PiecewiseStep", "PowerStep", "Preset",
-    "ProgramVerify", "PulseFit", "PulsedDevice", "Retention", "SoftBoundsStep", "StepModel", "StepNoise",
-    "TraceComparison", "compare_traces", "exponential_curve", "fit_pulse_response", "list_presets",
-    "nonlinearity_a_norm", "preset", "preset_info", "program_with_pulses", "pulse_trajectory",
-    "simulate_reads",
+    "ProgramVerify", "ProgrammingPulse", "PulseFit", "PulsedDevice", "Retention", "SoftBoundsStep", "StepModel",
+    "StepNoise", "TraceComparison", "compare_traces", "exponential_curve", "fit_pulse_response", "list_presets",
+    "nonlinearity_a_norm", "preset", "preset_info", "program_with_pulses", "pulse_energy", "pulse_trajectory",
+    "reset_energy", "simulate_reads", "wear_state",
 ]

@@ -20,6 +20,7 @@ import numpy as np
 
 from .._validation import check_finite, check_positive, is_concrete
 from ._base import Device, DeviceState, ProgramVerify
+from .programming_pulse import ProgrammingPulse
 
 _FAILURE_DISTRIBUTIONS = ("weibull", "lognormal", None)
 _CYCLE_COUNTS = ("events", "pulses")
@@ -160,6 +161,16 @@ class Endurance(Device):
             )
         if self.count not in _CYCLE_COUNTS:
             raise ValueError(f"count must be one of {_CYCLE_COUNTS}, got {self.count!r}")
+
+    @property
+    def potentiation_pulse(self) -> ProgrammingPulse:
+        """The potentiation pulse of the wrapped device."""
+        return self.device.potentiation_pulse
+
+    @property
+    def depression_pulse(self) -> ProgrammingPulse:
+        """The depression pulse of the wrapped device."""
+        return self.device.depression_pulse
 
     # Wear, elementwise.
 

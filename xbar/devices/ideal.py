@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax.numpy as jnp
 
 from .._validation import check_finite, check_positive, check_range
 from ._base import Device, DeviceState
+from .programming_pulse import ProgrammingPulse, check_pulse
 
 
 class IdealDevice(Device):
@@ -20,15 +22,22 @@ class IdealDevice(Device):
         g_max: highest conductance in S (default 25 uS, the PCM range of Joshi et al. 2020, for
             comparisons at equal scale).
         pulse_step: conductance change per pulse in S (default 0.25 uS, 1 % of the range; illustrative).
+        potentiation_pulse: pulse that raises the conductance, for energy accounting only (default
+            +1 V for 100 ns across the device, an assumed, typical RRAM value with no source).
+        depression_pulse: pulse that lowers the conductance (default -1 V for 100 ns; assumed likewise).
     """
 
     g_min: float = 0.0
     g_max: float = 25e-6
     pulse_step: float = 0.25e-6
+    potentiation_pulse: ProgrammingPulse = eqx.field(default_factory=lambda: ProgrammingPulse(1.0, 100e-9))
+    depression_pulse: ProgrammingPulse = eqx.field(default_factory=lambda: ProgrammingPulse(-1.0, 100e-9))
 
     def __check_init__(self):
         check_range("g_min", self.g_min, "g_max", self.g_max)
         check_positive("pulse_step", self.pulse_step, "S")
+        check_pulse("potentiation_pulse", self.potentiation_pulse)
+        check_pulse("depression_pulse", self.depression_pulse)
 
     def _program_once(self, target, *, key):
         del key

@@ -18,9 +18,16 @@ import numpy as np
 
 from .._validation import check_finite, check_positive, check_range, is_concrete
 from ._base import Device, DeviceState
+from .programming_pulse import ProgrammingPulse, check_pulse
 
 # Smallest relative conductance used inside logarithms (the clamp of the published model).
 _X_FLOOR = 1e-7
+
+# Programming pulses of a mushroom-type PCM cell, used for energy accounting only.
+# NOTE: assumed orders of magnitude, not values from the sources of this model (Nandakumar et al. 2019
+# and 2020, Joshi et al. 2020).
+SET_PULSE = ProgrammingPulse(voltage=1.0, width=50e-9, current=100e-6)
+RESET_PULSE = ProgrammingPulse(voltage=1.5, width=50e-9, current=400e-6)
 
 
 class PCMState(DeviceState):
@@ -77,6 +84,10 @@ class PCM(Device):
             (aihwkit PCMPresetDevice: dw_min 0.01, A_up -27.235, gamma 2.5 on its weight range [0, 2]).
         set_noise, set_noise_offset, set_noise_slope: SET step noise 0.6, 0.021, 0.108 (same preset).
         reset_level, reset_noise: conductance after RESET and its spread, in units of g_max: 0.005, 0.01.
+        set_pulse: current pulse of one gradual SET, for energy accounting only (assumed: 100 uA at 1 V
+            for 50 ns, 5 pJ).
+        reset_pulse: current pulse of one RESET, which also starts the refresh of a differential pair
+            (assumed: 400 uA at 1.5 V for 50 ns, 30 pJ).
     """
 
     g_max: float = 25e-6
@@ -104,6 +115,8 @@ class PCM(Device):
     set_noise_slope: float = 0.108
     reset_level: float = 0.005
     reset_noise: float = 0.01
+    set_pulse: ProgrammingPulse = eqx.field(default_factory=lambda: SET_PULSE)
+    reset_pulse: ProgrammingPulse = eqx.field(default_factory=lambda: RESET_PULSE)
 
     def __check_init__(self):
         check_range("g_min", self.g_min, "g_max", self.g_max)
@@ -118,6 +131,18 @@ class PCM(Device):
                 raise ValueError(f"{name} = ({low}, {high}) must satisfy 0 <= low <= high; pass (low, high) in that order")
         for name in ("prog_coeff", "mu_nu_coeff", "sigma_nu_coeff"):
             check_finite(name, np.asarray(getattr(self, name)) if is_concrete(getattr(self, name)) else None)
+        check_pulse("set_pulse", self.set_pulse)
+        check_pulse("reset_pulse", self.reset_pulse)
+
+    @property
+    def potentiation_pulse(self) -> ProgrammingPulse:
+        """The SET pulse, the pulse that a positive count in `apply_pulses` applies."""
+        return self.set_pulse
+
+    @property
+    def depression_pulse(self) -> ProgrammingPulse:
+        """The RESET pulse, which a negative count in `apply_pulses` applies once."""
+        return self.reset_pulse
 
     # Published statistics, elementwise functions of conductance (S) and time (s).
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from .._validation import check_finite, is_concrete
 from ._base import Device, DeviceState
+from .programming_pulse import ProgrammingPulse, check_pulse
 
 
 def _check_leaf(name: str, value, *, minimum: float | None = None, allow_equal: bool = True, nonzero=False):
@@ -292,6 +293,10 @@ class PulsedDevice(Device):
         g_max: highest conductance, S (scalar or per-device array, > g_min; default 25 uS, illustrative).
         write_noise: standard deviation of the conductance programmed by `program`, S (default 0).
         read_noise: standard deviation of each read, S (default 0); reads are clamped at 0 S.
+        potentiation_pulse: pulse that applies one `up` step, used for energy accounting only, so the
+            step models do not depend on it (default +1 V for 100 ns, an assumed, typical RRAM value
+            with no source). The presets set the published pulse where their source gives one.
+        depression_pulse: pulse that applies one `down` step (default -1 V for 100 ns; assumed likewise).
     """
 
     up: StepModel = eqx.field(default_factory=lambda: ConstantStep(0.01))
@@ -300,6 +305,8 @@ class PulsedDevice(Device):
     g_max: float = 25e-6
     write_noise: float = 0.0
     read_noise: float = 0.0
+    potentiation_pulse: ProgrammingPulse = eqx.field(default_factory=lambda: ProgrammingPulse(1.0, 100e-9))
+    depression_pulse: ProgrammingPulse = eqx.field(default_factory=lambda: ProgrammingPulse(-1.0, 100e-9))
 
     def __check_init__(self):
         if not isinstance(self.up, StepModel) or not isinstance(self.down, StepModel):
@@ -318,6 +325,8 @@ class PulsedDevice(Device):
                 )
         _check_leaf("write_noise", self.write_noise, minimum=0.0)
         _check_leaf("read_noise", self.read_noise, minimum=0.0)
+        check_pulse("potentiation_pulse", self.potentiation_pulse)
+        check_pulse("depression_pulse", self.depression_pulse)
 
     def _span(self):
         return self.g_max - self.g_min

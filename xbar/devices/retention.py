@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from .._validation import check_finite, check_positive
 from ._base import Device, DeviceState, ProgramVerify
+from .programming_pulse import ProgrammingPulse
 
 
 class Retention(Device):
@@ -78,6 +79,16 @@ class Retention(Device):
         check_finite("shift", self.shift, "pass a finite conductance change per unit of ln time in S")
         check_positive("spread", self.spread, "S", allow_zero=True)
         check_positive("t0", self.t0, "s")
+
+    @property
+    def potentiation_pulse(self) -> ProgrammingPulse:
+        """The potentiation pulse of the wrapped device."""
+        return self.device.potentiation_pulse
+
+    @property
+    def depression_pulse(self) -> ProgrammingPulse:
+        """The depression pulse of the wrapped device."""
+        return self.device.depression_pulse
 
     def _log_time(self, t):
         t = jnp.maximum(jnp.asarray(t, jnp.result_type(float)), 0.0)

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 
 from .._validation import check_positive, is_concrete
 from ..crossbar import TileState, put_devices, take_devices
+from ..devices import wear_state
 from .neurons import LIF, LIFState
 from ._events import _COLUMN_SLOTS, _batched_cond, _take_static, default_event_slots, first_of_step, read_step
 from .spikes import PoissonStream, SpikeEvents
@@ -66,6 +67,10 @@ class RunStats(eqx.Module):
         potentiation_pulses, depression_pulses: device pulses applied.
         updated_synapses: synapse updates (a synapse receiving pulses in one step counts once).
         refreshed_pairs: PCM pairs refreshed.
+        programming_energy: energy of the pulses applied, J (see `SynapseUpdate.energy`).
+        worn_devices, stuck_devices: devices of the tile (both of each pair) worn or stuck at the end of
+            the run (`xbar.devices.wear_state`; 0 for models without endurance).
+        devices: number of devices of the tile (2 n_pre n_post).
     """
 
     steps: jax.Array
@@ -75,6 +80,10 @@ class RunStats(eqx.Module):
     depression_pulses: jax.Array
     updated_synapses: jax.Array
     refreshed_pairs: jax.Array
+    programming_energy: jax.Array
+    worn_devices: jax.Array
+    stuck_devices: jax.Array
+    devices: jax.Array
 
     @classmethod
     def zeros(cls, n_pre: int, n_post: int, dtype) -> RunStats:
@@ -88,6 +97,10 @@ class RunStats(eqx.Module):
             depression_pulses=zero,
             updated_synapses=zero,
             refreshed_pairs=zero,
+            programming_energy=zero,
+            worn_devices=zero,
+            stuck_devices=zero,
+            devices=jnp.asarray(2.0 * n_pre * n_post, dtype),
         )
 
     def add_step(self, pre, post, counts) -> RunStats:
@@ -101,14 +114,29 @@ class RunStats(eqx.Module):
         if counts is None:
             return totals
         return eqx.tree_at(
-            lambda s: (s.potentiation_pulses, s.depression_pulses, s.updated_synapses, s.refreshed_pairs),
+            lambda s: (s.potentiation_pulses, s.depression_pulses, s.updated_synapses, s.refreshed_pairs,
+                       s.programming_energy),
             totals,
             (
                 totals.potentiation_pulses + counts.potentiation,
                 totals.depression_pulses + counts.depression,
                 totals.updated_synapses + counts.updated,
                 totals.refreshed_pairs + counts.refreshed,
+                totals.programming_energy + counts.energy,
             ),
+        )
+
+    def with_wear(self, device, state: TileState) -> RunStats:
+        """Return the totals with the worn and stuck devices of the tile state at the end of the run."""
+        counts = []
+        for side in (state.g_pos, state.g_neg):
+            worn, stuck = wear_state(device, side)
+            counts.append((jnp.sum(worn), jnp.sum(stuck)))
+        dtype = self.programming_energy.dtype
+        return eqx.tree_at(
+            lambda s: (s.worn_devices, s.stuck_devices),
+            self,
+            ((counts[0][0] + counts[1][0]).astype(dtype), (counts[0][1] + counts[1][1]).astype(dtype)),
         )
 
 
@@ -286,6 +314,7 @@ def _run(network, state, stream, raster, steps, key, learn, record):
         return (new_state, totals, index), (post if record else None)
 
     (state, totals, _), raster_out = jax.lax.scan(body, (state, totals, index), jnp.arange(steps))
+    totals = totals.with_wear(tile.device, state.synapses)
     if record:
         return state, totals, raster_out
     return state, totals
@@ -429,6 +458,10 @@ def _run_events(network, state, events, steps, key, learn, record, slots):
             depression_pulses=totals.depression_pulses + counts.depression,
             updated_synapses=totals.updated_synapses + counts.updated,
             refreshed_pairs=totals.refreshed_pairs + counts.refreshed,
+            programming_energy=totals.programming_energy + counts.energy,
+            worn_devices=totals.worn_devices,
+            stuck_devices=totals.stuck_devices,
+            devices=totals.devices,
         )
         new_state = NetworkState(synapses=tile_state, neurons=neurons, traces=traces, step=step + 1, arriving=increment)
         return (new_state, totals, pointer, pre_value, last), (post if record else None)
@@ -440,6 +473,7 @@ def _run_events(network, state, events, steps, key, learn, record, slots):
     if learn:
         pre = pre_trace_now(pre_value, last, steps - 1)
         state = eqx.tree_at(lambda s: s.traces, state, STDPState(pre=pre.astype(dtype), post=state.traces.post))
+    totals = totals.with_wear(tile.device, state.synapses)
     if record:
         return state, totals, raster_out
     return state, totals
@@ -458,7 +492,7 @@ class _ColumnParts(eqx.Module):
 
 def _zero_counts(dtype) -> SynapseUpdate:
     zero = jnp.zeros((), dtype)
-    return SynapseUpdate(potentiation=zero, depression=zero, updated=zero, refreshed=zero)
+    return SynapseUpdate(potentiation=zero, depression=zero, updated=zero, refreshed=zero, energy=zero)
 
 
 def run_clamped(network: Network, state: NetworkState, pre, post, *, key: jax.Array):
@@ -497,7 +531,7 @@ def _run_clamped(network, state, pre, post, key):
 
     totals = RunStats.zeros(pre.shape[1], post.shape[1], state.neurons.v.dtype)
     (state, totals), _ = jax.lax.scan(body, (state, totals), (pre, post))
-    return state, totals
+    return state, totals.with_wear(network.synapses.tile.device, state.synapses)
 
 
 def run_metrics(network: Network, stats: RunStats) -> dict[str, float]:
@@ -506,14 +540,18 @@ def run_metrics(network: Network, stats: RunStats) -> dict[str, float]:
     Keys: `output_rate_hz` (spikes per neuron per second), `input_rate_hz` (spikes per input per
     second), `input_sparsity` (share of inputs silent in a step, on average), `updates_per_s` (synapse
     updates), `pulses_per_s` (device pulses of both signs), `potentiation_share` (share of the pulses
-    that potentiate), `refreshes_per_s` (PCM pairs refreshed).
+    that potentiate), `refreshes_per_s` (PCM pairs refreshed), `worn_fraction` and `stuck_fraction` (of
+    the tile's devices at the end of the run). With a device model that states its programming pulses
+    (`Synapses.has_pulse_energy`) also `programming_energy_j` (the whole run), `programming_power_w`
+    (energy per second of simulated time) and `energy_per_pulse_j`.
     """
     seconds = float(stats.steps) * network.dt
     if seconds <= 0:
         raise ValueError("the run has no steps; run_metrics needs the RunStats of a run")
     pulses = float(stats.potentiation_pulses) + float(stats.depression_pulses)
     input_rate = float(jnp.mean(stats.input_spikes)) / seconds
-    return {
+    devices = float(stats.devices)
+    metrics = {
         "output_rate_hz": float(jnp.mean(stats.output_spikes)) / seconds,
         "input_rate_hz": input_rate,
         "input_sparsity": 1.0 - input_rate * network.dt,
@@ -521,4 +559,12 @@ def run_metrics(network: Network, stats: RunStats) -> dict[str, float]:
         "pulses_per_s": pulses / seconds,
         "potentiation_share": float(stats.potentiation_pulses) / pulses if pulses > 0 else float("nan"),
         "refreshes_per_s": float(stats.refreshed_pairs) / seconds,
+        "worn_fraction": float(stats.worn_devices) / devices,
+        "stuck_fraction": float(stats.stuck_devices) / devices,
     }
+    if network.synapses.has_pulse_energy:
+        energy = float(stats.programming_energy)
+        metrics["programming_energy_j"] = energy
+        metrics["programming_power_w"] = energy / seconds
+        metrics["energy_per_pulse_j"] = energy / pulses if pulses > 0 else float("nan")
+    return metrics

@@ -21,7 +21,9 @@ import jax.numpy as jnp
 
 from .._validation import check_positive
 from ..crossbar import Tile, TileState, nominal_range
-from ..devices import PCM, Device, DeviceState, IdealDevice, PulsedDevice
+from ..devices import (
+    PCM, Device, DeviceState, Endurance, IdealDevice, PulsedDevice, Retention, pulse_energy, reset_energy,
+)
 
 __all__ = ["SynapseUpdate", "Synapses", "mean_pulse_step"]
 
@@ -32,8 +34,10 @@ def mean_pulse_step(device: Device) -> jax.Array:
     IdealDevice: `pulse_step`. PulsedDevice: the mean step of its `up` model at u = 0.5. PCM: the mean SET
     step at half of g_max. Pass `Synapses(pulse_size=...)` for any other device. With parameters that vary
     from device to device the result is their mean: the controller that converts weight changes into
-    pulses knows the nominal device, not each one.
+    pulses knows the nominal device, not each one. `Endurance` and `Retention` wrappers take the step of
+    the model they wrap, as it is before wear.
     """
+    device = _unwrapped(device)
     g_min, g_max = nominal_range(device)
     if isinstance(device, IdealDevice):
         return jnp.mean(jnp.asarray(device.pulse_step))
@@ -46,6 +50,13 @@ def mean_pulse_step(device: Device) -> jax.Array:
     )
 
 
+def _unwrapped(device: Device) -> Device:
+    """Return the model inside any `Endurance` and `Retention` wrappers."""
+    while isinstance(device, (Endurance, Retention)):
+        device = device.device
+    return device
+
+
 class SynapseUpdate(eqx.Module):
     """Counts of one plasticity step, for the metrics of a run.
 
@@ -54,12 +65,16 @@ class SynapseUpdate(eqx.Module):
         depression: depression pulses applied (sum over devices; for PCM the SET pulses on G-).
         updated: synapses that received at least one pulse.
         refreshed: PCM pairs refreshed in this step.
+        energy: programming energy of the pulses, J (`xbar.devices.pulse_energy`; for a PCM refresh the
+            RESET of both devices, `reset_energy`, without the reprogramming). 0 for a device model
+            without programming pulses (see `Synapses.has_pulse_energy`).
     """
 
     potentiation: jax.Array
     depression: jax.Array
     updated: jax.Array
     refreshed: jax.Array
+    energy: jax.Array
 
 
 class Synapses(eqx.Module):
@@ -101,7 +116,16 @@ class Synapses(eqx.Module):
     @property
     def differential(self) -> bool:
         """True for devices that only potentiate gradually (PCM): depression goes to the negative device."""
-        return isinstance(self.tile.device, PCM)
+        return isinstance(_unwrapped(self.tile.device), PCM)
+
+    @property
+    def has_pulse_energy(self) -> bool:
+        """True when the device model states its programming pulses, so that runs report their energy."""
+        try:
+            pulse_energy(self.tile.device, 0.0, 0.0)
+        except ValueError:
+            return False
+        return True
 
     def pulse_conductance(self):
         """Return the conductance change (S) of one pulse: `pulse_size`, or the device's mean step."""
@@ -149,18 +173,28 @@ class Synapses(eqx.Module):
         settings = {"max_pulses": None}
         refreshed = jnp.zeros((), exact.dtype)
 
+        energy = jnp.zeros((), exact.dtype)
+        charged = self.has_pulse_energy
         if not self.differential:
+            if charged:
+                energy = jnp.sum(pulse_energy(device, g_pos.g, count))
             g_pos = device.apply_pulses(g_pos, count, key=key_pos, **settings)
         else:
+            if charged:
+                energy = jnp.sum(pulse_energy(device, g_pos.g, jnp.maximum(count, 0.0))) + jnp.sum(
+                    pulse_energy(device, g_neg.g, jnp.maximum(-count, 0.0))
+                )
             g_pos = device.apply_pulses(g_pos, jnp.maximum(count, 0.0), key=key_pos, **settings)
             g_neg = device.apply_pulses(g_neg, jnp.maximum(-count, 0.0), key=key_neg, **settings)
-            g_pos, g_neg, refreshed = self._refresh(device, g_pos, g_neg, key_refresh)
+            g_pos, g_neg, refreshed, reset = self._refresh(device, g_pos, g_neg, key_refresh)
+            energy = energy + reset
 
         counts = SynapseUpdate(
             potentiation=jnp.sum(jnp.maximum(count, 0.0)),
             depression=jnp.sum(jnp.maximum(-count, 0.0)),
             updated=jnp.sum(count != 0).astype(exact.dtype),
             refreshed=refreshed,
+            energy=energy,
         )
         return g_pos, g_neg, counts
 
@@ -181,4 +215,7 @@ class Synapses(eqx.Module):
         new_neg = device.program(g_min + jnp.maximum(-difference, 0.0), key=key_neg)
         pos = jax.tree_util.tree_map(lambda new, old: jnp.where(full, new, old), new_pos, g_pos)
         neg = jax.tree_util.tree_map(lambda new, old: jnp.where(full, new, old), new_neg, g_neg)
-        return pos, neg, jnp.sum(full).astype(g_pos.g.dtype)
+        reset = jnp.zeros((), g_pos.g.dtype)
+        if self.has_pulse_energy:
+            reset = jnp.sum(jnp.where(full, reset_energy(device, g_pos.g) + reset_energy(device, g_neg.g), 0.0))
+        return pos, neg, jnp.sum(full).astype(g_pos.g.dtype), reset
