@@ -236,3 +236,51 @@ def test_worn_and_stuck_devices_are_reported():
     fresh = _network()
     _, stats = run(fresh, _start(fresh, jax.random.key(23)), _events(jax.random.key(24)), 50, key=jax.random.key(25))
     assert run_metrics(fresh, stats)["stuck_fraction"] == 0.0
+
+
+def _waveform_network():
+    from xbar.devices import CompactDevice
+    from xbar.learning import ThresholdMemristor, WaveformSTDP
+
+    # A 10 us pulse of 1.6 V moves the state by about 0.1 % of its range (rate i0 (exp(8) - exp(5.5))).
+    device = CompactDevice(ThresholdMemristor(), set_voltage=1.6, reset_voltage=-1.6, pulse_width=10e-6)
+    tile = Tile(device=device, weight_range=1.0)
+    return Network(synapses=Synapses(tile=tile), plasticity=WaveformSTDP(), dt=1e-4)
+
+
+def test_waveform_rule_in_a_network_equals_pair_update():
+    from xbar.learning import pair_update, run_clamped, run_metrics
+
+    network = _waveform_network()
+    state = network.init(jnp.full((1, 2), 0.5), key=jax.random.key(0))
+    x0 = state.synapses.g_pos.x
+    pre = np.zeros((400, 1), bool)
+    post = np.zeros((400, 2), bool)
+    pre[100, 0] = True
+    post[150, 0] = True  # 5 ms after the input: potentiation
+    post[50, 1] = True  # 5 ms before the input: depression
+    end, stats = run_clamped(network, state, pre, post, key=jax.random.key(1))
+    rule, model = network.plasticity, network.synapses.tile.device.model
+    expected = [pair_update(rule.waveform, model, x0[0, 0], 5e-3, steps_per_overlap=rule.steps_per_overlap),
+                pair_update(rule.waveform, model, x0[0, 1], -5e-3, steps_per_overlap=rule.steps_per_overlap)]
+    np.testing.assert_allclose(end.synapses.g_pos.x[0], np.asarray(expected), rtol=1e-5)
+    assert float(end.synapses.g_pos.x[0, 0]) > float(x0[0, 0])
+    assert float(end.synapses.g_pos.x[0, 1]) < float(x0[0, 1])
+    assert float(stats.potentiation_pulses) == 1.0 and float(stats.depression_pulses) == 1.0
+    assert "programming_energy_j" not in run_metrics(network, stats)
+
+
+def test_waveform_rule_runs_with_neurons_and_event_input():
+    network = _waveform_network()
+    state = network.init(jnp.full((20, 2), 0.5), key=jax.random.key(2))
+    events = SpikeEvents.poisson(jax.random.key(3), jnp.full(20, 20.0), 0.05)
+    by_events = run(network, state, events, 500, key=jax.random.key(4))[0]
+    by_raster = run(network, state, events.raster(1e-4, 500), 500, key=jax.random.key(4))[0]
+    np.testing.assert_array_equal(by_events.synapses.g_pos.x, by_raster.synapses.g_pos.x)
+
+
+def test_waveform_rule_needs_a_threshold_memristor():
+    from xbar.learning import WaveformSTDP
+
+    with pytest.raises(ValueError, match="ThresholdMemristor"):
+        Network(synapses=Synapses(tile=Tile(weight_range=1.0)), plasticity=WaveformSTDP())

@@ -1,4 +1,6 @@
-"""Tests of the STDP window that emerges from overlapping spike waveforms on a threshold memristor."""
+"""Tests of the STDP window that emerges from overlapping spike waveforms on a threshold memristor, and of
+the step-by-step rule `WaveformSTDP` that applies it to the pairs of a spiking network.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xbar.devices.compact import integrate
+from xbar.learning import WaveformSTDP, WaveformSTDPState
 from xbar.learning.waveform import SpikeWaveform, ThresholdMemristor, overlap_window, pair_update
 
 WAVEFORM = SpikeWaveform()
@@ -318,3 +321,258 @@ def test_waveform_rejects_bad_parameters(kwargs, message):
 def test_device_rejects_bad_parameters(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ThresholdMemristor(**kwargs)
+
+
+# Step-by-step rule.
+
+RULE = WaveformSTDP()
+DT = 1e-4  # s
+# The rule and the pair_update reference may compile to different float32 sums, so allow 4 ulp(0.5).
+STATE_ATOL = 4 * float(np.spacing(np.float32(0.5)))
+
+
+def steps_to_s(steps):
+    """Return a delay of whole steps in s, rounded as the rule rounds it (float32 product)."""
+    return np.float32(steps) * np.float32(DT)
+
+
+def expected_pair(steps, w=0.5, device=DEVICE, waveform=WAVEFORM):
+    return float(pair_update(waveform, device, w, steps_to_s(steps), steps_per_overlap=RULE.steps_per_overlap))
+
+
+def run_eager(rule, spikes, n_pre, n_post, x0, device=DEVICE):
+    """Call `rule.step` at each step listed in `spikes`, {step: (inputs, neurons)}, in increasing order.
+
+    Steps without spikes change nothing, so the calls skip them.
+    """
+    state = rule.init(n_pre, n_post)
+    x = jnp.asarray(x0, jnp.float32)
+    for step in sorted(spikes):
+        inputs, neurons = spikes[step]
+        pre = np.zeros(n_pre, bool)
+        post = np.zeros(n_post, bool)
+        pre[list(inputs)] = True
+        post[list(neurons)] = True
+        state, x = rule.step(state, pre, post, step * DT, DT, device, x)
+    return state, np.asarray(x)
+
+
+def raster(spikes, steps, n_pre, n_post):
+    pre = np.zeros((steps, n_pre), bool)
+    post = np.zeros((steps, n_post), bool)
+    for step, (inputs, neurons) in spikes.items():
+        pre[step, list(inputs)] = True
+        post[step, list(neurons)] = True
+    return jnp.asarray(pre), jnp.asarray(post)
+
+
+@jax.jit
+def run_scan(rule, device, pre, post, x0):
+    """Call `rule.step` at every step of the rasters (steps, n) inside one `lax.scan`."""
+
+    def body(carry, spikes):
+        state, x, step = carry
+        state, x = rule.step(state, spikes[0], spikes[1], step * DT, DT, device, x)
+        return (state, x, step + 1), None
+
+    state = WaveformSTDPState(
+        last_pre=jnp.full(pre.shape[1:], -jnp.inf, jnp.float32),
+        last_post=jnp.full(post.shape[1:], -jnp.inf, jnp.float32),
+    )
+    (state, x, _), _ = jax.lax.scan(body, (state, x0, jnp.zeros((), jnp.int32)), (pre, post))
+    return state, x
+
+
+# Neurons 0 and 1 spike at steps 50 and 150; inputs 0 to 2 spike once each, input 3 never.
+PAIRS = {20: ([0], []), 50: ([], [0]), 80: ([1], []), 150: ([], [1]), 170: ([2], [])}
+# Delay t_post - t_pre in steps of each synapse (input, neuron), from the nearest pairing.
+PAIR_DELAYS = {(0, 0): 30, (0, 1): 130, (1, 0): -30, (1, 1): 70, (2, 0): -120, (2, 1): -20}
+
+
+def test_rule_pairs_match_pair_update():
+    _, x = run_eager(RULE, PAIRS, 4, 2, np.full((4, 2), 0.5))
+    for (row, column), steps in PAIR_DELAYS.items():
+        assert x[row, column] == pytest.approx(expected_pair(steps), abs=STATE_ATOL), (row, column, steps)
+    np.testing.assert_array_equal(x[3], 0.5)
+
+
+def test_rule_pairs_from_other_start_states():
+    # Each synapse starts elsewhere in its range, and pair_update from that start is the reference.
+    x0 = np.linspace(0.2, 0.9, 8, dtype=np.float32).reshape(4, 2)
+    _, x = run_eager(RULE, PAIRS, 4, 2, x0)
+    for (row, column), steps in PAIR_DELAYS.items():
+        expected = expected_pair(steps, w=x0[row, column])
+        assert x[row, column] == pytest.approx(expected, abs=STATE_ATOL), (row, column, steps)
+
+
+def test_rule_records_last_spike_times():
+    state, _ = run_eager(RULE, PAIRS, 4, 2, np.full((4, 2), 0.5))
+    np.testing.assert_allclose(np.asarray(state.last_pre[:3]), np.array([20, 80, 170]) * DT, rtol=1e-6)
+    assert np.asarray(state.last_pre[3]) == -np.inf
+    np.testing.assert_allclose(np.asarray(state.last_post), np.array([50, 150]) * DT, rtol=1e-6)
+
+
+def test_rule_init_has_no_spikes():
+    state = RULE.init(3, 2)
+    assert state.last_pre.shape == (3,)
+    assert state.last_post.shape == (2,)
+    assert np.all(np.asarray(state.last_pre) == -np.inf)
+    assert np.all(np.asarray(state.last_post) == -np.inf)
+
+
+def test_rule_sign_is_hebbian():
+    # Neuron 0 spikes at step 100: inputs 0 and 1 spike before it, inputs 2 and 3 after it.
+    spikes = {60: ([1], []), 99: ([0], []), 100: ([], [0]), 101: ([2], []), 140: ([3], [])}
+    _, x = run_eager(RULE, spikes, 4, 2, np.full((4, 2), 0.5))
+    assert np.all(x[:2, 0] > 0.5)
+    assert np.all(x[2:, 0] < 0.5)
+    # The nearer pair changes more.
+    assert x[0, 0] > x[1, 0]
+    assert x[2, 0] < x[3, 0]
+    np.testing.assert_array_equal(x[:, 1], 0.5)
+
+
+def test_rule_same_step_pair_after_depression():
+    # Neuron 0 spikes at steps 50 and 100, input 0 at step 100. The pre spike pairs with the post spike
+    # of step 50 (depression). The post spike of step 100 pairs with it at delay 0, where the waveforms
+    # cancel, so the depression is the whole change.
+    spikes = {50: ([], [0]), 100: ([0], [0])}
+    _, x = run_eager(RULE, spikes, 4, 2, np.full((4, 2), 0.5))
+    assert x[0, 0] == pytest.approx(expected_pair(-50), abs=STATE_ATOL)
+    assert x[0, 0] < 0.5
+
+
+def test_rule_same_step_pair_alone_keeps_state():
+    _, x = run_eager(RULE, {10: ([0, 1], [0, 1])}, 4, 2, np.full((4, 2), 0.5))
+    np.testing.assert_array_equal(x, 0.5)
+
+
+def test_rule_nearest_pre_spike_pairs():
+    # Input 0 spikes at steps 10 and 40, neuron 0 at step 50: only the pair at 10 steps counts.
+    _, x = run_eager(RULE, {10: ([0], []), 40: ([0], []), 50: ([], [0])}, 4, 2, np.full((4, 2), 0.5))
+    assert x[0, 0] == pytest.approx(expected_pair(10), abs=STATE_ATOL)
+
+
+def test_rule_no_change_without_overlap():
+    # 510 steps are the waveform duration of 51 ms, so the waveforms of these pairs do not overlap.
+    x0 = np.asarray(jax.random.uniform(jax.random.key(0), (4, 2)), np.float32)
+    later = {0: ([0], []), 510: ([], [0]), 1200: ([1], []), 1800: ([], [1])}
+    earlier = {0: ([], [0]), 510: ([0], []), 1200: ([], [1]), 1800: ([1], [])}
+    for spikes in (later, earlier):
+        _, x = run_eager(RULE, spikes, 4, 2, x0)
+        np.testing.assert_array_equal(x, x0)
+
+
+def test_rule_no_change_with_one_side_spiking():
+    key_pre, key_post, key_x = jax.random.split(jax.random.key(1), 3)
+    x0 = jax.random.uniform(key_x, (4, 2))
+    silent_pre = jnp.zeros((300, 4), bool)
+    silent_post = jnp.zeros((300, 2), bool)
+    busy_pre = jax.random.bernoulli(key_pre, 0.05, (300, 4))
+    busy_post = jax.random.bernoulli(key_post, 0.05, (300, 2))
+    assert bool(busy_pre.any())
+    assert bool(busy_post.any())
+    for pre, post in ((busy_pre, silent_post), (silent_pre, busy_post)):
+        _, x = run_scan(RULE, DEVICE, pre, post, x0)
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(x0))
+
+
+def test_rule_subthreshold_overlap_keeps_state():
+    # Overlapping spikes whose summed amplitude stays under the threshold (1.05 V < 1.1 V) never switch.
+    weak = WaveformSTDP(waveform=SpikeWaveform(a_plus=0.7, a_minus=0.35))
+    _, x = run_eager(weak, PAIRS, 4, 2, np.full((4, 2), 0.5))
+    np.testing.assert_array_equal(x, 0.5)
+
+
+def test_rule_chunks_give_same_result():
+    # Eight inputs spike before one neuron, so a chunk of 3 synapses needs three rounds of the loop.
+    spikes = {step: ([step // 10], []) for step in range(0, 80, 10)}
+    spikes[100] = ([], [0])
+    x0 = np.full((8, 2), 0.5)
+    _, whole = run_eager(RULE, spikes, 8, 2, x0)
+    _, chunked = run_eager(WaveformSTDP(pairs_per_chunk=3), spikes, 8, 2, x0)
+    np.testing.assert_array_equal(chunked, whole)
+    for row in range(8):
+        assert whole[row, 0] == pytest.approx(expected_pair(100 - 10 * row), abs=STATE_ATOL)
+
+
+def test_rule_jit_scan_matches_eager():
+    pre, post = raster(PAIRS, 200, 4, 2)
+    x0 = jnp.full((4, 2), 0.5)
+    state, x = run_scan(RULE, DEVICE, pre, post, x0)
+    eager_state, eager_x = run_eager(RULE, PAIRS, 4, 2, x0)
+    np.testing.assert_allclose(np.asarray(x), eager_x, rtol=0, atol=STATE_ATOL)
+    # The scan computes t = step * DT in float32 and the eager calls pass a Python float, so the stored
+    # times may differ by one float32 rounding.
+    np.testing.assert_allclose(np.asarray(state.last_pre), np.asarray(eager_state.last_pre), rtol=2e-7)
+    np.testing.assert_allclose(np.asarray(state.last_post), np.asarray(eager_state.last_post), rtol=2e-7)
+
+
+def test_rule_vmap_over_rules_and_devices():
+    # Two independent networks: different waveforms, devices and spikes, batched in one call.
+    rules = [RULE, WaveformSTDP(waveform=SpikeWaveform(a_plus=0.9, a_minus=0.55))]
+    devices = [DEVICE, ThresholdMemristor(i0=0.3)]
+    other = {10: ([3], []), 30: ([], [1]), 45: ([0], []), 90: ([2], [0])}
+    rasters = [raster(PAIRS, 200, 4, 2), raster(other, 200, 4, 2)]
+    x0 = jnp.stack([jnp.full((4, 2), 0.5), jnp.full((4, 2), 0.4)])
+
+    def stack(*trees):
+        return jax.tree.map(lambda *leaves: jnp.stack([jnp.asarray(leaf) for leaf in leaves]), *trees)
+
+    pre = jnp.stack([r[0] for r in rasters])
+    post = jnp.stack([r[1] for r in rasters])
+    _, batched = jax.vmap(run_scan)(stack(*rules), stack(*devices), pre, post, x0)
+    for member in range(2):
+        _, alone = run_scan(rules[member], devices[member], pre[member], post[member], x0[member])
+        np.testing.assert_allclose(np.asarray(batched[member]), np.asarray(alone), rtol=0, atol=STATE_ATOL)
+    # The two members differ, so the batch did not mix them up.
+    assert not np.allclose(np.asarray(batched[0]), np.asarray(batched[1]))
+    # The second member's pairs: input 3 and neuron 1 (+20 steps), neuron 1 and input 0 (-15 steps).
+    second = np.asarray(batched[1])
+    expected = [expected_pair(steps, 0.4, devices[1], rules[1].waveform) for steps in (20, -15)]
+    assert second[3, 1] == pytest.approx(expected[0], abs=STATE_ATOL)
+    assert second[0, 1] == pytest.approx(expected[1], abs=STATE_ATOL)
+
+
+# Input validation of the rule.
+
+
+def test_rule_rejects_bad_inputs():
+    state = RULE.init(4, 2)
+    pre, post, x = np.zeros(4, bool), np.zeros(2, bool), jnp.full((4, 2), 0.5)
+    with pytest.raises(ValueError, match=r"pre_spikes has shape \(3,\)"):
+        RULE.step(state, np.zeros(3, bool), post, 0.0, DT, DEVICE, x)
+    with pytest.raises(ValueError, match=r"post_spikes has shape \(4,\)"):
+        RULE.step(state, pre, np.zeros(4, bool), 0.0, DT, DEVICE, x)
+    with pytest.raises(ValueError, match=r"x must have shape \(n_pre, n_post\) = \(4, 2\)"):
+        RULE.step(state, pre, post, 0.0, DT, DEVICE, jnp.full((2, 4), 0.5))
+    with pytest.raises(ValueError, match=r"x must lie in \[w_min, w_max\]"):
+        RULE.step(state, pre, post, 0.0, DT, DEVICE, jnp.full((4, 2), 1.5))
+    with pytest.raises(ValueError, match="dt must be finite and > 0"):
+        RULE.step(state, pre, post, 0.0, 0.0, DEVICE, x)
+    with pytest.raises(ValueError, match="t contains non-finite"):
+        RULE.step(state, pre, post, np.nan, DT, DEVICE, x)
+    with pytest.raises(ValueError, match="device must be a ThresholdMemristor"):
+        RULE.step(state, pre, post, 0.0, DT, WAVEFORM, x)
+    with pytest.raises(ValueError, match="a single spike reaches 1.2 V"):
+        WaveformSTDP(waveform=SpikeWaveform(a_plus=1.2)).step(state, pre, post, 0.0, DT, DEVICE, x)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(steps_per_overlap=3), "steps_per_overlap must be an integer >= 4"),
+        (dict(pairs_per_chunk=0), "pairs_per_chunk must be an integer >= 1"),
+        (dict(pairs_per_chunk=2.0), "pairs_per_chunk must be an integer >= 1"),
+        (dict(waveform=DEVICE), "waveform must be a SpikeWaveform"),
+    ],
+)
+def test_rule_rejects_bad_parameters(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        WaveformSTDP(**kwargs)
+
+
+@pytest.mark.parametrize("n", [0, -1, 2.0, True])
+def test_rule_init_rejects_bad_sizes(n):
+    with pytest.raises(ValueError, match="n_pre must be an integer >= 1"):
+        RULE.init(n, 2)

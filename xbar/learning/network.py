@@ -8,7 +8,8 @@ Each step of `run`, at time t = step * dt:
    vector through its periphery (DAC, ADC, short-term noise, wire resistance when configured), and the
    product, in weight units, is the synaptic increment that reaches the neurons in the next step;
 4. the plasticity rule turns the pre- and postsynaptic spikes of the step into requested weight changes,
-   which the synapses apply as device pulses.
+   which the synapses apply as device pulses (`STDP`), or integrates the device state over the overlap of
+   the spike waveforms of each pair it completes (`WaveformSTDP`).
 
 The one-step transmission delay follows Brian2's default schedule (state update, threshold, then synaptic
 events). A presynaptic spike can therefore cause a postsynaptic one a step later at the earliest, and both
@@ -28,12 +29,13 @@ import jax.numpy as jnp
 
 from .._validation import check_positive, is_concrete
 from ..crossbar import TileState, put_devices, take_devices
-from ..devices import wear_state
+from ..devices import CompactDevice, CompactState, wear_state
 from .neurons import LIF, LIFState
 from ._events import _COLUMN_SLOTS, _batched_cond, _take_static, default_event_slots, first_of_step, read_step
 from .spikes import PoissonStream, SpikeEvents
 from .stdp import STDP, STDPState
 from .synapses import SynapseUpdate, Synapses
+from .waveform import ThresholdMemristor, WaveformSTDP
 
 __all__ = ["Network", "NetworkState", "RunStats", "run", "run_clamped", "run_metrics"]
 
@@ -147,13 +149,16 @@ class Network(eqx.Module):
         synapses: the crossbar synapses (tile and pulse delivery).
         neurons: the neuron model (default: conductance-based LIF with the constants of Song, Miller and
             Abbott, Nature Neuroscience 3, 919 (2000)).
-        plasticity: the learning rule, or None for a fixed network.
+        plasticity: the learning rule, or None for a fixed network: `STDP` (trace-based, its changes
+            delivered as device pulses) or `WaveformSTDP` (waveform overlap on a threshold memristor: the
+            tile's device must be a `CompactDevice` around a `ThresholdMemristor`, whose state the rule
+            integrates directly; the weight is held in the positive device of each pair).
         dt: time step, s (default 0.1 ms).
     """
 
     synapses: Synapses
     neurons: LIF = LIF()
-    plasticity: STDP | None = STDP()
+    plasticity: STDP | WaveformSTDP | None = STDP()
     dt: float = 1e-4
 
     def __check_init__(self):
@@ -161,8 +166,15 @@ class Network(eqx.Module):
             raise ValueError(f"Network synapses must be a Synapses instance, got {self.synapses!r}")
         if not isinstance(self.neurons, LIF):
             raise ValueError(f"Network neurons must be a LIF instance, got {self.neurons!r}")
-        if self.plasticity is not None and not isinstance(self.plasticity, STDP):
-            raise ValueError(f"Network plasticity must be an STDP rule or None, got {self.plasticity!r}")
+        if self.plasticity is not None and not isinstance(self.plasticity, (STDP, WaveformSTDP)):
+            raise ValueError(f"Network plasticity must be an STDP or WaveformSTDP rule or None, got {self.plasticity!r}")
+        if isinstance(self.plasticity, WaveformSTDP):
+            device = self.synapses.tile.device
+            if not (isinstance(device, CompactDevice) and isinstance(device.model, ThresholdMemristor)):
+                raise ValueError(
+                    "WaveformSTDP changes the state of a threshold memristor: use Tile(device=CompactDevice("
+                    f"ThresholdMemristor(), ...)), got a tile device {type(device).__name__}"
+                )
         check_positive("dt", self.dt, "s")
 
     def init(self, weights, *, key: jax.Array) -> NetworkState:
@@ -213,7 +225,7 @@ def run(network: Network, state: NetworkState, inputs, steps: int, *, key: jax.A
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a Python int >= 1, got {steps!r}")
-    n_pre = state.traces.pre.shape[0]
+    n_pre = state.synapses.shape[0]
     learn = learn and network.plasticity is not None
     if isinstance(inputs, SpikeEvents):
         if inputs.n_inputs != n_pre:
@@ -223,7 +235,7 @@ def run(network: Network, state: NetworkState, inputs, steps: int, *, key: jax.A
         if isinstance(event_slots, bool) or not isinstance(event_slots, int) or event_slots < 1:
             raise ValueError(f"event_slots must be a Python int >= 1, got {event_slots!r}")
         event_slots = min(event_slots, n_pre)
-        if network.synapses.tile.reads_rows_independently:
+        if network.synapses.tile.reads_rows_independently and not isinstance(network.plasticity, WaveformSTDP):
             return _run_events(network, state, inputs, steps, key, learn, record, event_slots)
         stream, raster = _EventReader(inputs, event_slots), None
     elif isinstance(inputs, PoissonStream):
@@ -277,12 +289,35 @@ def _event_table(events: SpikeEvents, dt, slots: int):
     return jnp.concatenate([table, jnp.tile(jnp.array([[never, 0]], jnp.int32), (slots, 1))])
 
 
+def _plasticity_step(network, traces, synapses: TileState, pre, post, t, key):
+    """Apply the rule of one step: the traces, the tile state and the counts after it."""
+    rule = network.plasticity
+    if isinstance(rule, STDP):
+        traces, dw = rule.step(traces, pre, post, network.dt)
+        synapses, counts = network.synapses.update(synapses, dw, key=key)
+        return traces, synapses, counts
+    device = network.synapses.tile.device
+    old = synapses.g_pos
+    traces, x = rule.step(traces, pre, post, t, network.dt, device.model, old.x)
+    new = CompactState(g=device.conductance(x), iterations=old.iterations, x=x)
+    dtype = old.g.dtype
+    counts = SynapseUpdate(
+        potentiation=jnp.sum(x > old.x).astype(dtype),
+        depression=jnp.sum(x < old.x).astype(dtype),
+        updated=jnp.sum(x != old.x).astype(dtype),
+        refreshed=jnp.zeros((), dtype),
+        # NOTE: the energy of overlapping spike waveforms is not computed.
+        energy=jnp.zeros((), dtype),
+    )
+    return traces, eqx.tree_at(lambda s: s.g_pos, synapses, new), counts
+
+
 @eqx.filter_jit
 def _run(network, state, stream, raster, steps, key, learn, record):
     dt = network.dt
     tile = network.synapses.tile
     dtype = state.neurons.v.dtype
-    n_pre, n_post = state.traces.pre.shape[0], state.traces.post.shape[0]
+    n_pre, n_post = state.synapses.shape
     totals = RunStats.zeros(n_pre, n_post, dtype)
     index = stream.init() if stream is not None else None
 
@@ -306,8 +341,7 @@ def _run(network, state, stream, raster, steps, key, learn, record):
         synapses, traces = state.synapses, state.traces
         counts = None
         if learn:
-            traces, dw = network.plasticity.step(traces, pre, post, dt)
-            synapses, counts = network.synapses.update(synapses, dw, key=key_update)
+            traces, synapses, counts = _plasticity_step(network, traces, synapses, pre, post, t, key_update)
 
         totals = totals.add_step(pre, post, counts)
         new_state = NetworkState(synapses=synapses, neurons=neurons, traces=traces, step=step + 1, arriving=increment)
@@ -327,7 +361,7 @@ def _run_events(network, state, events, steps, key, learn, record, slots):
     tile = synapses.tile
     rule = network.plasticity
     dtype = state.neurons.v.dtype
-    n_pre, n_post = state.traces.pre.shape[0], state.traces.post.shape[0]
+    n_pre, n_post = state.synapses.shape
     shape = (n_pre, n_post)
     table = _event_table(events, dt, slots)
     column_slots = 1 if (n_post == 1 or network.neurons.winner_take_all) else min(n_post, _COLUMN_SLOTS)
@@ -508,7 +542,7 @@ def run_clamped(network: Network, state: NetworkState, pre, post, *, key: jax.Ar
     if network.plasticity is None:
         raise ValueError("run_clamped needs a plasticity rule: pass Network(plasticity=STDP(...))")
     pre, post = jnp.asarray(pre), jnp.asarray(post)
-    n_pre, n_post = state.traces.pre.shape[0], state.traces.post.shape[0]
+    n_pre, n_post = state.synapses.shape
     if pre.ndim != 2 or pre.shape[1] != n_pre or post.shape != (pre.shape[0], n_post):
         raise ValueError(
             f"pre and post must be rasters of shapes (steps, {n_pre}) and (steps, {n_post}), got {pre.shape} and {post.shape}"
@@ -521,8 +555,10 @@ def _run_clamped(network, state, pre, post, key):
     def body(carry, spikes):
         state, totals = carry
         pre_spikes, post_spikes = spikes
-        traces, dw = network.plasticity.step(state.traces, pre_spikes, post_spikes, network.dt)
-        synapses, counts = network.synapses.update(state.synapses, dw, key=jax.random.fold_in(key, state.step))
+        traces, synapses, counts = _plasticity_step(
+            network, state.traces, state.synapses, pre_spikes, post_spikes, state.step * network.dt,
+            jax.random.fold_in(key, state.step),
+        )
         totals = totals.add_step(pre_spikes, post_spikes, counts)
         new_state = NetworkState(
             synapses=synapses, neurons=state.neurons, traces=traces, step=state.step + 1, arriving=state.arriving
@@ -562,7 +598,7 @@ def run_metrics(network: Network, stats: RunStats) -> dict[str, float]:
         "worn_fraction": float(stats.worn_devices) / devices,
         "stuck_fraction": float(stats.stuck_devices) / devices,
     }
-    if network.synapses.has_pulse_energy:
+    if network.synapses.has_pulse_energy and not isinstance(network.plasticity, WaveformSTDP):
         energy = float(stats.programming_energy)
         metrics["programming_energy_j"] = energy
         metrics["programming_power_w"] = energy / seconds

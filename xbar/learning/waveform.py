@@ -19,6 +19,9 @@ postsynaptic tail, V_MR is large and negative, and w falls (depression). This is
 Because both neurons emit the same waveform and the rate is odd in V_MR, the window is antisymmetric,
 Δw(-Δt) = -Δw(Δt), as long as w stays away from its bounds.
 
+`pair_update` integrates the device over the overlap of one pair, and `WaveformSTDP` applies it step by
+step to the spike pairs of a network.
+
 The mechanism is stated in the abstract of Zamarreño-Ramos et al. (2011). The form of the device
 equation and of the spike are the commonly cited ones and are not checked against the body of the
 article, and every numerical default below is this module's choice, not a constant of the article.
@@ -34,7 +37,9 @@ import numpy as np
 from .._validation import check_finite, check_positive, check_range, is_concrete
 from ..devices.compact import CompactModel
 
-__all__ = ["SpikeWaveform", "ThresholdMemristor", "overlap_window", "pair_update"]
+__all__ = [
+    "SpikeWaveform", "ThresholdMemristor", "WaveformSTDP", "WaveformSTDPState", "overlap_window", "pair_update",
+]
 
 # A rate above this many state ranges per step length crosses the whole range within one step anyway,
 # so each stage's rate is capped there. The cap also keeps the sum of the two Heun stages finite.
@@ -395,3 +400,176 @@ def overlap_window(
     dtype = jnp.result_type(float)
     w0 = jnp.asarray(w0, dtype)
     return _pair_update_jit(waveform, device, w0, delays, steps_per_overlap) - w0
+
+
+class WaveformSTDPState(eqx.Module):
+    """Time of the last spike on each side of the synapses of a `WaveformSTDP` rule.
+
+    Attributes:
+        last_pre: time of each input's last spike, s, shape (n_pre,) (-inf before its first spike).
+        last_post: time of each neuron's last spike, s, shape (n_post,) (-inf before its first spike).
+    """
+
+    last_pre: jax.Array
+    last_post: jax.Array
+
+
+class WaveformSTDP(eqx.Module):
+    """Waveform-overlap STDP for a network that runs step by step: `pair_update` on each overlapping pair.
+
+    Pairing is nearest-spike, the symmetric scheme of `STDP(pairing="nearest")`. With D the waveform
+    duration and t the time of the step:
+
+    - At a postsynaptic spike, every synapse whose input last spiked at t_pre with 0 <= t - t_pre < D
+      gets the `pair_update` of delay t - t_pre (potentiation). A pre and a post spike in the same step
+      form one pair at delay 0, where the two waveforms cancel and the state keeps its value.
+    - At a presynaptic spike, every synapse whose neuron last spiked in an earlier step, at t_post with
+      0 < t - t_post < D, gets the update of delay t_post - t (depression).
+    - A synapse that gets both updates in one step gets the depression first.
+
+    A synapse with no partner spike within D keeps its device state bitwise. The update of a pair is
+    applied at once, in the step of its second spike, although the overlap lasts until the end of the
+    first spike's waveform.
+
+    NOTE: each pair is integrated as if it were isolated. When three or more waveforms of one synapse
+    overlap, V_MR is the sum of all of them, and the rule approximates it by the nearest pair only.
+
+    Spikes lie on the grid of the step, so each delay is rounded to a whole number of steps,
+    round((t - t_spike) / dt) dt. That removes the float32 rounding error of large t as long as that
+    error stays below dt / 2.
+
+    Cost: each step does O(n_pre n_post) elementwise work to find the synapses with a pair, then
+    integrates only those, `steps_per_overlap` Heun steps each, `pairs_per_chunk` synapses at a time in
+    a `while_loop` (the last chunk is padded). A step without pairs integrates nothing. Under `vmap` every
+    member of a batch runs as many chunks as the busiest member and discards the padded results.
+    The `while_loop` makes `step` not differentiable in reverse mode, although `pair_update` is.
+
+    Accuracy of the default 64 steps, measured with `overlap_window` on the default waveform and device
+    against 8192 steps at delays from 0.3 to 30 ms of both signs: Δw within 2 % for |delay| <= 5 ms and
+    within 4 % at 10 ms, and every error below 1.6 % of the window's peak. With 256 steps every error
+    was below 0.1 % of the peak.
+
+    Attributes:
+        waveform: spike waveform emitted by every neuron, forward and backward.
+        steps_per_overlap: Heun steps over the overlap of each pair (static, >= 4).
+        pairs_per_chunk: synapses integrated at once (static, >= 1).
+    """
+
+    waveform: SpikeWaveform = SpikeWaveform()
+    steps_per_overlap: int = eqx.field(static=True, default=64)
+    pairs_per_chunk: int = eqx.field(static=True, default=256)
+
+    def __check_init__(self):
+        if not isinstance(self.waveform, SpikeWaveform):
+            raise ValueError(f"waveform must be a SpikeWaveform, got {type(self.waveform).__name__}")
+        _check_steps(self.steps_per_overlap)
+        chunk = self.pairs_per_chunk
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ValueError(f"pairs_per_chunk must be an integer >= 1, got {chunk!r}")
+
+    def init(self, n_pre: int, n_post: int) -> WaveformSTDPState:
+        """Return the state of n_pre inputs and n_post neurons that have not spiked yet."""
+        for name, n in (("n_pre", n_pre), ("n_post", n_post)):
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
+        dtype = jnp.result_type(float)
+        return WaveformSTDPState(
+            last_pre=jnp.full((int(n_pre),), -jnp.inf, dtype),
+            last_post=jnp.full((int(n_post),), -jnp.inf, dtype),
+        )
+
+    def step(
+        self, state: WaveformSTDPState, pre_spikes, post_spikes, t, dt, model: ThresholdMemristor, x
+    ) -> tuple[WaveformSTDPState, jax.Array]:
+        """Record the spikes of one step and apply the device change of every pair that they complete.
+
+        Args:
+            state: last spike times before this step.
+            pre_spikes: spikes of the inputs in this step, shape (n_pre,) (nonzero or True = spike).
+            post_spikes: spikes of the neurons in this step, shape (n_post,).
+            t: time of the step in s, at which all spikes of the step happen.
+            dt: time step, s.
+            model: the memristor model of every synapse.
+            x: device states w of the synapses, shape (n_pre, n_post), in [w_min, w_max].
+
+        Returns:
+            The new last spike times and the new device states, shape (n_pre, n_post), dtype of `x`.
+        """
+        _check_model_types(self.waveform, model)
+        _check_single_spike_below_threshold(self.waveform, model)
+        check_finite("t", t, "pass the finite time of the step in s")
+        check_positive("dt", dt, "s")
+        pre_spikes, post_spikes, x = jnp.asarray(pre_spikes), jnp.asarray(post_spikes), jnp.asarray(x)
+        for name, spikes, times in (
+            ("pre_spikes", pre_spikes, state.last_pre),
+            ("post_spikes", post_spikes, state.last_post),
+        ):
+            if spikes.shape != times.shape:
+                raise ValueError(
+                    f"{name} has shape {spikes.shape} but the rule's state has shape {times.shape}; "
+                    "pass one spike flag per neuron of that side"
+                )
+        expected = (state.last_pre.shape[0], state.last_post.shape[0])
+        if x.shape != expected:
+            raise ValueError(f"x must have shape (n_pre, n_post) = {expected}, got {x.shape}")
+        _check_state(model, x, "x")
+        return _waveform_step_jit(self, state, pre_spikes.astype(bool), post_spikes.astype(bool), t, dt, model, x)
+
+
+def _waveform_step(rule, state, pre_spikes, post_spikes, t, dt, model, x):
+    dtype = state.last_pre.dtype
+    t = jnp.asarray(t, dtype)
+    dt = jnp.asarray(dt, dtype)
+    duration = jnp.asarray(rule.waveform.duration, dtype)
+
+    def steps_since(last):
+        # round(inf) stays inf, so a side that has not spiked has no partner.
+        return jnp.round((t - last) / dt) * dt
+
+    since_post = steps_since(state.last_post)
+    depressed = pre_spikes[:, None] & ((since_post > 0) & (since_post < duration))[None, :]
+    x = _apply_pairs(rule, model, x, jnp.broadcast_to(-since_post[None, :], x.shape), depressed)
+
+    last_pre = jnp.where(pre_spikes, t, state.last_pre)
+    since_pre = steps_since(last_pre)
+    potentiated = ((since_pre >= 0) & (since_pre < duration))[:, None] & post_spikes[None, :]
+    x = _apply_pairs(rule, model, x, jnp.broadcast_to(since_pre[:, None], x.shape), potentiated)
+
+    last_post = jnp.where(post_spikes, t, state.last_post)
+    return WaveformSTDPState(last_pre=last_pre, last_post=last_post), x
+
+
+def _apply_pairs(rule, model, x, delays, active):
+    """Apply `pair_update` at `delays` to the entries of x where `active` holds, a chunk at a time.
+
+    The indices of the active entries are collected once, padded with the out-of-range index x.size,
+    which the gather clamps and the scatter drops. Every entry appears at most once, so the chunks are
+    independent.
+    """
+    size = x.size
+    chunk = min(rule.pairs_per_chunk, size)
+    n_chunks = -(-size // chunk)
+    flat_x, flat_delays, flat_active = x.reshape(-1), delays.reshape(-1), active.reshape(-1)
+    (indices,) = jnp.nonzero(flat_active, size=n_chunks * chunk, fill_value=size)
+    count = jnp.sum(flat_active)
+    # Inactive entries may hold a delay of inf. Delay D (no overlap) keeps the padded integrations finite.
+    safe_delays = jnp.where(flat_active, flat_delays, rule.waveform.duration)
+
+    def more(carry):
+        done, _ = carry
+        return done < count
+
+    def next_chunk(carry):
+        done, flat_x = carry
+        entries = jax.lax.dynamic_slice(indices, (done,), (chunk,))
+        w = flat_x.at[entries].get(mode="clip")
+        delay = safe_delays.at[entries].get(mode="clip")
+        after = _pair_update_traced(rule.waveform, model, w, delay, rule.steps_per_overlap)
+        flat_x = flat_x.at[entries].set(after.astype(flat_x.dtype), mode="drop")
+        return done + chunk, flat_x
+
+    _, flat_x = jax.lax.while_loop(more, next_chunk, (jnp.zeros((), count.dtype), flat_x))
+    return flat_x.reshape(x.shape)
+
+
+_waveform_step_jit = jax.jit(_waveform_step)
