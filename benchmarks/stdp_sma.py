@@ -81,7 +81,7 @@ def sma_function(network: Network, constants: dict, duration: float):
     def one(key):
         key_weights, key_inputs, key_run = jax.random.split(key, 3)
         state = network.init(jax.random.uniform(key_weights, (n_inputs, 1), maxval=g_max), key=key_weights)
-        events = SpikeEvents.poisson(key_inputs, jnp.full(n_inputs, INPUT_RATE_HZ), duration, max_events)
+        events = SpikeEvents.poisson(key_inputs, INPUT_RATE_HZ, duration, max_events, n_inputs=n_inputs)
         state, stats = run(network, state, events, steps, key=key_run)
         w = state.synapses.g_pos.g[:, 0] / network.synapses.tile.device.g_max
         return {
@@ -129,7 +129,7 @@ def time_large_crossbar(size: int, duration: float) -> dict:
     def simulate(key):
         key_weights, key_inputs, key_run = jax.random.split(key, 3)
         state = network.init(jax.random.uniform(key_weights, (size, size), maxval=g_max), key=key_weights)
-        events = SpikeEvents.poisson(key_inputs, jnp.full(size, INPUT_RATE_HZ), duration, max_events)
+        events = SpikeEvents.poisson(key_inputs, INPUT_RATE_HZ, duration, max_events, n_inputs=size)
         _, stats = run(network, state, events, steps, key=key_run)
         return jnp.sum(stats.input_spikes), jnp.sum(stats.output_spikes)
 

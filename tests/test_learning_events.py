@@ -284,3 +284,13 @@ def test_waveform_rule_needs_a_threshold_memristor():
 
     with pytest.raises(ValueError, match="ThresholdMemristor"):
         Network(synapses=Synapses(tile=Tile(weight_range=1.0)), plasticity=WaveformSTDP())
+
+
+def test_poisson_events_of_one_shared_rate():
+    events = SpikeEvents.poisson(jax.random.key(26), 40.0, 100.0, n_inputs=5)
+    inputs = np.asarray(events.inputs)[np.isfinite(np.asarray(events.times))]
+    counts = np.bincount(inputs, minlength=5)
+    # Poisson counts of mean 4000: 5 standard deviations bound a false failure below 1e-6.
+    assert np.all(np.abs(counts - 4000.0) < 5.0 * np.sqrt(4000.0))
+    with pytest.raises(ValueError, match="one rate"):
+        SpikeEvents.poisson(jax.random.key(0), jnp.ones(3), 1.0, n_inputs=3)

@@ -335,3 +335,17 @@ def test_step_rejects_invalid_inputs():
         lif.init(0)
     # Current-based synapses take signed drive.
     LIF(synapse="current").step(state, jnp.array([0.1, -0.1, 0.0]), DT)
+
+
+def test_euler_method_is_one_forward_euler_step():
+    """method="euler": v += dt/tau_m ((v_rest - v) + syn (e_syn - v)) with syn at the start, syn *= 1 - dt/tau_syn."""
+    neuron = LIF(method="euler")
+    state = neuron.init(1)
+    dt = 1e-4
+    state, _ = neuron.step(state, jnp.array([0.5]), dt)
+    v0, syn0 = neuron.v_rest, 0.5
+    expected_v = v0 + dt / neuron.tau_m * ((neuron.v_rest - v0) + syn0 * (neuron.e_syn - v0))
+    np.testing.assert_allclose(float(state.v[0]), expected_v, rtol=1e-6)
+    np.testing.assert_allclose(float(state.syn[0]), syn0 * (1 - dt / neuron.tau_syn), rtol=1e-6)
+    with pytest.raises(ValueError, match="method"):
+        LIF(method="rk4")

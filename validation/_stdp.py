@@ -143,7 +143,7 @@ def _sma_network(constants: dict[str, float]) -> Network:
     neurons = LIF(
         tau_m=constants["tau_m_s"], v_rest=constants["e_leak_v"], v_reset=constants["v_reset_v"],
         v_threshold=constants["v_threshold_v"], tau_syn=constants["tau_e_s"], e_syn=constants["e_exc_v"],
-        synapse="conductance",
+        synapse="conductance", method="euler",
     )
     rule = STDP(a_plus=constants["da_pre"], a_minus=constants["da_post"], tau_plus=constants["tau_pre_s"],
                 tau_minus=constants["tau_post_s"])
@@ -177,7 +177,7 @@ def _simulate_sma() -> dict[str, np.ndarray]:
         key_weights, key_inputs, key_run = jax.random.split(key, 3)
         weights = jax.random.uniform(key_weights, (n_inputs, 1), maxval=g_max)
         state = network.init(weights, key=key_weights)
-        events = SpikeEvents.poisson(key_inputs, jnp.full(n_inputs, rate), duration, max_events)
+        events = SpikeEvents.poisson(key_inputs, rate, duration, max_events, n_inputs=n_inputs)
         state, totals = run(network, state, events, steps, key=key_run)
         return network.weights(state, key=key_run)[:, 0] / g_max, totals.output_spikes[0]
 

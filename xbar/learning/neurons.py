@@ -83,6 +83,10 @@ class LIF(eqx.Module):
         tau_theta: decay time constant of the adaptive threshold, s.
         inhibition: lateral inhibition, V subtracted from every other neuron's membrane per spike (>= 0).
         winner_take_all: at most one neuron spikes per step (static).
+        method: "exponential" (default; the integration described above) or "euler" (static): forward
+            Euler for v and syn, v += h/tau_m ((v_rest - v) + syn (e_syn - v)) (or + syn) with syn at the
+            start of the step, and syn *= 1 - dt/tau_syn. This is Brian2's method="euler", for
+            comparisons with Brian2 models step by step; it needs dt well below tau_m and tau_syn.
     """
 
     tau_m: float = 10e-3
@@ -97,8 +101,11 @@ class LIF(eqx.Module):
     tau_theta: float = 1e7 * 1e-3
     inhibition: float = 0.0
     winner_take_all: bool = eqx.field(static=True, default=False)
+    method: str = eqx.field(static=True, default="exponential")
 
     def __check_init__(self):
+        if self.method not in ("exponential", "euler"):
+            raise ValueError(f'method must be "exponential" or "euler", got {self.method!r}')
         if self.synapse not in SYNAPSE_MODELS:
             raise ValueError(f"synapse must be one of {SYNAPSE_MODELS}, got {self.synapse!r}")
         if not isinstance(self.winner_take_all, (bool, np.bool_)):
@@ -165,12 +172,17 @@ class LIF(eqx.Module):
         refractory = state.refractory_left > 0
         free_time = jnp.clip(dt - state.refractory_left, 0.0, dt)
         v_start = jnp.where(refractory, jnp.asarray(self.v_reset, state.v.dtype), state.v)
-        syn_at_release = syn * jnp.exp(-(dt - free_time) / self.tau_syn)
-        if conductance:
-            v = self._relax_conductance(v_start, syn_at_release, free_time)
+        if self.method == "euler":
+            drive = syn * (self.e_syn - v_start) if conductance else syn
+            v = v_start + free_time / self.tau_m * ((self.v_rest - v_start) + drive)
+            syn = syn * (1.0 - dt / self.tau_syn)
         else:
-            v = self._relax_current(v_start, syn_at_release, free_time)
-        syn = syn * jnp.exp(-dt / self.tau_syn)
+            syn_at_release = syn * jnp.exp(-(dt - free_time) / self.tau_syn)
+            if conductance:
+                v = self._relax_conductance(v_start, syn_at_release, free_time)
+            else:
+                v = self._relax_current(v_start, syn_at_release, free_time)
+            syn = syn * jnp.exp(-dt / self.tau_syn)
         refractory_left = jnp.maximum(state.refractory_left - dt, 0.0)
         theta = state.theta * jnp.exp(-dt / self.tau_theta)
 

@@ -282,8 +282,12 @@ class SpikeEvents(eqx.Module):
                 raise ValueError(f"event inputs must lie in [0, {self.n_inputs}), the inputs of the network")
 
     @classmethod
-    def poisson(cls, key: jax.Array, rates, duration, max_events: int | None = None) -> SpikeEvents:
+    def poisson(cls, key: jax.Array, rates, duration, max_events: int | None = None, *,
+                n_inputs: int | None = None) -> SpikeEvents:
         """Draw independent Poisson trains of the given rates (Hz, shape (n,)) over [0, duration) s.
+
+        A scalar rate with `n_inputs` gives n_inputs trains of that one rate, whose events pick their input
+        with one random integer each (cheaper than the general case).
 
         The trains are drawn as one Poisson process of the summed rate R whose events are assigned to
         input i with probability rate_i / R (the superposition theorem of Poisson processes), so that the
@@ -295,8 +299,18 @@ class SpikeEvents(eqx.Module):
         """
         check_positive("duration", duration, "s")
         rates = jnp.asarray(rates, jnp.result_type(float))
+        equal = n_inputs is not None
+        if equal:
+            if isinstance(n_inputs, bool) or not isinstance(n_inputs, (int, np.integer)) or n_inputs < 1:
+                raise ValueError(f"n_inputs must be an integer >= 1, got {n_inputs!r}")
+            if rates.ndim != 0:
+                raise ValueError(f"with n_inputs, pass one rate for all inputs, got shape {rates.shape}")
+            rates = jnp.full((int(n_inputs),), rates)
         if rates.ndim != 1 or rates.shape[0] < 1:
-            raise ValueError(f"rates must have shape (n,), one rate per input, got shape {rates.shape}")
+            raise ValueError(
+                f"rates must have shape (n,), one rate per input, got shape {rates.shape}; "
+                "for one rate shared by n inputs pass n_inputs=n"
+            )
         check_positive("rates", rates, "Hz", allow_zero=True)
         total = jnp.sum(rates)
         if max_events is None:
@@ -313,10 +327,13 @@ class SpikeEvents(eqx.Module):
         # the running maximum restores the order.
         times = jax.lax.cummax(jnp.cumsum(intervals)) / jnp.where(total > 0, total, 1.0)
         times = jnp.where((times < duration) & (total > 0), times, jnp.inf)
-        # Input i owns the share rate_i / R of [0, 1); a uniform number picks the share it falls into.
-        edges = jnp.cumsum(rates) / jnp.where(total > 0, total, 1.0)
-        draws = jax.random.uniform(key_inputs, (int(max_events),), rates.dtype)
-        inputs = jnp.clip(jnp.searchsorted(edges, draws, side="right"), 0, rates.shape[0] - 1).astype(jnp.int32)
+        if equal:
+            inputs = jax.random.randint(key_inputs, (int(max_events),), 0, rates.shape[0], jnp.int32)
+        else:
+            # Input i owns the share rate_i / R of [0, 1); a uniform number picks the share it falls into.
+            edges = jnp.cumsum(rates) / jnp.where(total > 0, total, 1.0)
+            draws = jax.random.uniform(key_inputs, (int(max_events),), rates.dtype)
+            inputs = jnp.clip(jnp.searchsorted(edges, draws, side="right"), 0, rates.shape[0] - 1).astype(jnp.int32)
         if is_concrete(times) and np.isfinite(np.asarray(times[-1])):
             logger.warning(
                 "SpikeEvents.poisson: all %d slots are used and the trains may be truncated; raise max_events",
