@@ -79,7 +79,8 @@ def _batched_cond(pred, update, state, *operands):
             lambda leaf, b: leaf if b else jnp.broadcast_to(leaf, (axis_size, *jnp.shape(leaf))), state, state_batched
         )
         axes = tuple(jax.tree_util.tree_map(lambda b: 0 if b else None, batched) for batched in operands_batched)
-        group = max(1, min(axis_size, axis_size // 16))
+        # One member per round: in a batch of seed runs usually a single network has a post spike in a step.
+        group = 1
 
         def take(tree, members):
             return jax.tree_util.tree_map(lambda leaf: leaf[jnp.clip(members, 0, axis_size - 1)], tree)

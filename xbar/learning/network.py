@@ -220,6 +220,11 @@ def run(network: Network, state: NetworkState, inputs, steps: int, *, key: jax.A
     read and changed, and the columns of the spiking neurons (event-driven simulation, as in Brian2).
     Other inputs or tiles read and change the whole array each step; both give the same weight changes.
 
+    Speed on a CPU: an event-driven step is many small XLA kernels, and XLA splits some of them across
+    the cores, which costs more than it saves at this size. Pinned to one core (`taskset -c 0 python ...`)
+    the Song-Miller-Abbott network ran 1.5 to 2 times faster on 2 cores (benchmarks/stdp_sma.py); run one
+    pinned process per core to use them all.
+
     Returns:
         (final state, RunStats), plus the output raster when `record`.
     """
