@@ -6,7 +6,7 @@
 
 The network (Song, Miller and Abbott, Nature Neuroscience 3, 919 (2000), as in Brian2's STDP example): 1000
 Poisson inputs at 15 Hz onto one conductance-based LIF neuron, additive STDP, dt = 0.1 ms, 100 s of
-biological time. xbar holds the weights in an ideal, linear device and is driven by `SpikeEvents` (its
+biological time. xbar stores the weights in an ideal, linear device and is driven by `SpikeEvents` (its
 event-driven path); its constants are those of the stored Brian2 table `validation/data/sma_brian2.csv`.
 
 Measured, each after one compiling call of the same shapes (the compile time is reported apart):
@@ -118,7 +118,10 @@ def time_xbar_sma(duration: float, networks: int) -> dict:
 
 
 def time_large_crossbar(size: int, duration: float) -> dict:
-    """A size x size crossbar, size neurons, Poisson inputs at 15 Hz, STDP: synaptic events per second."""
+    """Time a size x size crossbar driving size neurons from Poisson inputs at 15 Hz, with STDP.
+
+    Returns the synaptic events (input spikes times the size synapses each reaches) per second of wall time.
+    """
     # Weights scaled so that `size` inputs drive each neuron as 1000 inputs with g_max = 0.01 do.
     g_max = 0.01 * 1000.0 / size
     dt = 1e-4

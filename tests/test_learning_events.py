@@ -145,7 +145,7 @@ def test_event_path_with_per_device_parameters_and_pcm():
     assert float(stats.depression_pulses) > 0
 
 
-def test_drift_compensated_tile_reads_events_through_the_dense_path():
+def test_drift_compensated_tile_uses_dense_path():
     network = _network(drift_compensation=True)
     state = _start(network, jax.random.key(12))
     events = _events(jax.random.key(13))
@@ -154,7 +154,7 @@ def test_drift_compensated_tile_reads_events_through_the_dense_path():
     np.testing.assert_array_equal(by_events.synapses.g_pos.g, by_raster.synapses.g_pos.g)
 
 
-def test_row_currents_equal_the_product_of_a_spike_vector():
+def test_row_currents_equal_matmul():
     device = sample_parameters(IdealDevice(), (10, 4), jax.random.key(15), {"g_max": Normal(0.1)})
     tile = Tile(device=device, weight_range=1.0, adc=ADC(bits=8, current_range=20e-6))
     state = tile.program(jax.random.uniform(jax.random.key(16), (10, 4), minval=-1.0, maxval=1.0), key=jax.random.key(17))
@@ -199,14 +199,16 @@ def test_programming_energy_of_a_pair_by_hand():
     end, stats = run_clamped(network, state, pre, post, key=jax.random.key(1))
     device = network.synapses.tile.device
     pulses = float(stats.potentiation_pulses)
-    assert pulses > 0 and float(stats.depression_pulses) == 0.0
+    assert pulses > 0
+    assert float(stats.depression_pulses) == 0.0
     g_before = 0.5 * device.g_max
     pulse = device.potentiation_pulse
     expected = pulses * pulse.voltage**2 * g_before * pulse.width
     np.testing.assert_allclose(float(stats.programming_energy), expected, rtol=1e-5)
     metrics = run_metrics(network, stats)
     np.testing.assert_allclose(metrics["energy_per_pulse_j"], expected / pulses, rtol=1e-5)
-    assert metrics["worn_fraction"] == 0.0 and metrics["stuck_fraction"] == 0.0
+    assert metrics["worn_fraction"] == 0.0
+    assert metrics["stuck_fraction"] == 0.0
 
 
 def test_event_and_dense_paths_charge_the_same_energy():
@@ -266,7 +268,8 @@ def test_waveform_rule_in_a_network_equals_pair_update():
     np.testing.assert_allclose(end.synapses.g_pos.x[0], np.asarray(expected), rtol=1e-5)
     assert float(end.synapses.g_pos.x[0, 0]) > float(x0[0, 0])
     assert float(end.synapses.g_pos.x[0, 1]) < float(x0[0, 1])
-    assert float(stats.potentiation_pulses) == 1.0 and float(stats.depression_pulses) == 1.0
+    assert float(stats.potentiation_pulses) == 1.0
+    assert float(stats.depression_pulses) == 1.0
     assert "programming_energy_j" not in run_metrics(network, stats)
 
 

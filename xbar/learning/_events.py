@@ -8,9 +8,9 @@ only the rows of the inputs that spike and the columns of the neurons that spike
 - a presynaptic spike changes its row, by the depression of the step plus the potentiation of any neuron
   that spikes in the same step;
 - a postsynaptic spike changes its column, for every row that did not spike in the step;
-- the presynaptic traces are kept lazily, as the value at the last spike and the step of that spike, and
-  decayed when they are needed (exp(-elapsed dt / tau) instead of a product of per-step factors: equal up
-  to float rounding).
+- the presynaptic traces are kept lazily, as the value at the last spike and the step of that spike. They
+  are decayed when needed by exp(-elapsed dt / tau), which equals the product of per-step factors up to
+  float rounding.
 
 Each synapse thus receives the same requested change in a step as in the dense path, and with
 deterministic devices and rounding the two paths agree to float rounding. With random rounding or noisy
@@ -36,8 +36,8 @@ _COLUMN_SLOTS = 4
 def default_event_slots(events: SpikeEvents, dt, steps: int) -> int:
     """Return the events read at once per step: enough for the busiest steps of a Poisson input.
 
-    With mu events per step on average, mu + 4 sqrt(mu) + 1 slots (a power of 2, at least 4) hold all the
-    events of a step in all but about 1e-4 of the steps; the rest take a second round of the loop.
+    With mu events per step on average, mu + 4 sqrt(mu) + 1 slots (a power of 2, at least 4) take all the
+    events of a step in all but about 1e-4 of the steps. The other steps take a second round of the loop.
     """
     finite = jnp.sum(jnp.isfinite(events.times))
     span = jnp.minimum(jnp.max(jnp.where(jnp.isfinite(events.times), events.times, 0.0)) / dt + 1.0, steps)
@@ -59,7 +59,7 @@ def _take_static(x, index):
 
 
 def _batched_cond(pred, update, state, *operands):
-    """Return `update(state, *operands)` where `pred` holds and `state` otherwise; sparse under `jax.vmap`.
+    """Return `update(state, *operands)` where `pred` is True and `state` otherwise; sparse under `jax.vmap`.
 
     `jax.vmap` turns a `cond` with a batched predicate into both branches for every member of the batch.
     Here the batched form runs `update` only on the members whose predicate holds, a few at a time, and
@@ -107,7 +107,7 @@ def _batched_cond(pred, update, state, *operands):
 def read_step(table, pointer, local, slots: int):
     """Read `slots` events from row `pointer` of the event table; return their inputs, which are due in step `local`, and the new pointer.
 
-    `table` holds int32 rows (step, input) in time order, with at least `slots` unused rows at the end.
+    `table` contains int32 rows (step, input) in time order, with at least `slots` unused rows at the end.
     """
     window = jax.lax.dynamic_slice(table, (pointer, 0), (slots, 2))
     due = window[:, 0] <= local

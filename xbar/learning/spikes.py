@@ -290,8 +290,8 @@ class SpikeEvents(eqx.Module):
         with one random integer each (cheaper than the general case).
 
         The trains are drawn as one Poisson process of the summed rate R whose events are assigned to
-        input i with probability rate_i / R (the superposition theorem of Poisson processes), so that the
-        cost is about R x duration numbers and the events come out in time order without sorting.
+        input i with probability rate_i / R (the superposition theorem of Poisson processes). The cost is
+        therefore about R x duration numbers, and the events come out in time order without sorting.
         `max_events` defaults to R T + 10 sqrt(R T) + 10 (with T = duration), which truncates the list
         with probability below 1e-19 (see `poisson_spike_times`); pass it explicitly under `jit` or
         `vmap`. An eager call logs a warning when every slot is used. Times are summed in float32 by

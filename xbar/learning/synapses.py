@@ -34,7 +34,7 @@ def mean_pulse_step(device: Device) -> jax.Array:
     IdealDevice: `pulse_step`. PulsedDevice: the mean step of its `up` model at u = 0.5. PCM: the mean SET
     step at half of g_max. Pass `Synapses(pulse_size=...)` for any other device. With parameters that vary
     from device to device the result is their mean: the controller that converts weight changes into
-    pulses knows the nominal device, not each one. `Endurance` and `Retention` wrappers take the step of
+    pulses works with the nominal device, not with each one. `Endurance` and `Retention` wrappers take the step of
     the model they wrap, as it is before wear.
     """
     device = _unwrapped(device)
