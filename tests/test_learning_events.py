@@ -297,3 +297,17 @@ def test_poisson_events_of_one_shared_rate():
     assert np.all(np.abs(counts - 4000.0) < 5.0 * np.sqrt(4000.0))
     with pytest.raises(ValueError, match="one rate"):
         SpikeEvents.poisson(jax.random.key(0), jnp.ones(3), 1.0, n_inputs=3)
+
+
+def test_run_metrics_of_a_batch():
+    from xbar.learning import run_metrics
+
+    network = _network()
+    keys = jax.random.split(jax.random.key(27), 2)
+    states = jax.vmap(lambda k: _start(network, k))(keys)
+    events = jax.vmap(lambda k: SpikeEvents.poisson(k, 150.0, 0.1, 200, n_inputs=12))(keys)
+    _, stats = jax.vmap(lambda s, e, k: run(network, s, e, 100, key=k, event_slots=4))(states, events, keys)
+    metrics = run_metrics(network, stats)
+    assert metrics["output_rate_hz"].shape == (2,)
+    first = run_metrics(network, jax.tree_util.tree_map(lambda leaf: leaf[0], stats))
+    np.testing.assert_allclose(metrics["pulses_per_s"][0], first["pulses_per_s"], rtol=1e-6)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._validation import check_positive, is_concrete
 from ..crossbar import TileState, put_devices, take_devices
@@ -66,7 +67,8 @@ class RunStats(eqx.Module):
         steps: steps simulated.
         input_spikes: spikes of each input, shape (n_pre,).
         output_spikes: spikes of each neuron, shape (n_post,).
-        potentiation_pulses, depression_pulses: device pulses applied.
+        potentiation_pulses, depression_pulses: device pulses applied (with `WaveformSTDP`: synapses whose
+            state rose or fell, summed over the steps).
         updated_synapses: synapse updates (a synapse receiving pulses in one step counts once).
         refreshed_pairs: PCM pairs refreshed.
         programming_energy: energy of the pulses applied, J (see `SynapseUpdate.energy`).
@@ -221,9 +223,9 @@ def run(network: Network, state: NetworkState, inputs, steps: int, *, key: jax.A
     Other inputs or tiles read and change the whole array each step; both give the same weight changes.
 
     Speed on a CPU: an event-driven step is many small XLA kernels, and XLA splits some of them across
-    the cores, which costs more than it saves at this size. Pinned to one core (`taskset -c 0 python ...`)
-    the Song-Miller-Abbott network ran 1.5 to 2 times faster on 2 cores (benchmarks/stdp_sma.py); run one
-    pinned process per core to use them all.
+    the cores, which costs more than it saves at this size. On a 2-core machine the Song-Miller-Abbott
+    network ran 1.5 to 2 times faster in a process pinned to one core (`taskset -c 0 python ...`) than in
+    an unpinned one (benchmarks/stdp_sma.py). Run one pinned process per core to use them all.
 
     Returns:
         (final state, RunStats), plus the output raster when `record`.
@@ -575,37 +577,45 @@ def _run_clamped(network, state, pre, post, key):
     return state, totals.with_wear(network.synapses.tile.device, state.synapses)
 
 
-def run_metrics(network: Network, stats: RunStats) -> dict[str, float]:
+def run_metrics(network: Network, stats: RunStats) -> dict:
     """Return the rates of a run (per second of simulated time), computed eagerly from its `RunStats`.
 
     Keys: `output_rate_hz` (spikes per neuron per second), `input_rate_hz` (spikes per input per
     second), `input_sparsity` (share of inputs silent in a step, on average), `updates_per_s` (synapse
     updates), `pulses_per_s` (device pulses of both signs), `potentiation_share` (share of the pulses
-    that potentiate), `refreshes_per_s` (PCM pairs refreshed), `worn_fraction` and `stuck_fraction` (of
-    the tile's devices at the end of the run). With a device model that states its programming pulses
-    (`Synapses.has_pulse_energy`) also `programming_energy_j` (the whole run), `programming_power_w`
-    (energy per second of simulated time) and `energy_per_pulse_j`.
+    that potentiate), `refreshes_per_s` (PCM pairs refreshed), `worn_fraction` and `stuck_fraction`.
+    The last two count both devices of every pair at the end of the run. Bidirectional devices pulse only
+    the positive device of a pair, so at most half of their devices wear out.
+    With a device model that states its programming pulses (`Synapses.has_pulse_energy`) and the `STDP`
+    rule, the keys also include `programming_energy_j` (the whole run), `programming_power_w` (energy per
+    second of simulated time) and `energy_per_pulse_j`. With `WaveformSTDP` there are no discrete pulses:
+    the pulse counts are the synapses whose state rose or fell in a step, and no energy is reported.
+
+    The stats of a batch of runs (from `jax.vmap`) give an array per key, one value per run.
     """
-    seconds = float(stats.steps) * network.dt
-    if seconds <= 0:
+    steps = np.asarray(stats.steps, np.float64)
+    seconds = steps * network.dt
+    if np.any(seconds <= 0):
         raise ValueError("the run has no steps; run_metrics needs the RunStats of a run")
-    pulses = float(stats.potentiation_pulses) + float(stats.depression_pulses)
-    input_rate = float(jnp.mean(stats.input_spikes)) / seconds
-    devices = float(stats.devices)
-    metrics = {
-        "output_rate_hz": float(jnp.mean(stats.output_spikes)) / seconds,
-        "input_rate_hz": input_rate,
-        "input_sparsity": 1.0 - input_rate * network.dt,
-        "updates_per_s": float(stats.updated_synapses) / seconds,
-        "pulses_per_s": pulses / seconds,
-        "potentiation_share": float(stats.potentiation_pulses) / pulses if pulses > 0 else float("nan"),
-        "refreshes_per_s": float(stats.refreshed_pairs) / seconds,
-        "worn_fraction": float(stats.worn_devices) / devices,
-        "stuck_fraction": float(stats.stuck_devices) / devices,
-    }
-    if network.synapses.has_pulse_energy and not isinstance(network.plasticity, WaveformSTDP):
-        energy = float(stats.programming_energy)
-        metrics["programming_energy_j"] = energy
-        metrics["programming_power_w"] = energy / seconds
-        metrics["energy_per_pulse_j"] = energy / pulses if pulses > 0 else float("nan")
-    return metrics
+    potentiation = np.asarray(stats.potentiation_pulses, np.float64)
+    pulses = potentiation + np.asarray(stats.depression_pulses, np.float64)
+    input_rate = np.mean(np.asarray(stats.input_spikes, np.float64), axis=-1) / seconds
+    devices = np.asarray(stats.devices, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        metrics = {
+            "output_rate_hz": np.mean(np.asarray(stats.output_spikes, np.float64), axis=-1) / seconds,
+            "input_rate_hz": input_rate,
+            "input_sparsity": 1.0 - input_rate * network.dt,
+            "updates_per_s": np.asarray(stats.updated_synapses, np.float64) / seconds,
+            "pulses_per_s": pulses / seconds,
+            "potentiation_share": np.where(pulses > 0, potentiation / pulses, np.nan),
+            "refreshes_per_s": np.asarray(stats.refreshed_pairs, np.float64) / seconds,
+            "worn_fraction": np.asarray(stats.worn_devices, np.float64) / devices,
+            "stuck_fraction": np.asarray(stats.stuck_devices, np.float64) / devices,
+        }
+        if network.synapses.has_pulse_energy and not isinstance(network.plasticity, WaveformSTDP):
+            energy = np.asarray(stats.programming_energy, np.float64)
+            metrics["programming_energy_j"] = energy
+            metrics["programming_power_w"] = energy / seconds
+            metrics["energy_per_pulse_j"] = np.where(pulses > 0, energy / pulses, np.nan)
+    return {name: float(value) if np.ndim(value) == 0 else value for name, value in metrics.items()}

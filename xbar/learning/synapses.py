@@ -6,11 +6,18 @@ integer and capped per step, and apply them with `Device.apply_pulses`. The chan
 device's own: bounded by its conductance range, nonlinear, asymmetric and noisy as its pulse model is.
 
 Bidirectional devices (ideal, pulse-update and compact devices) hold each weight on the positive device of
-the tile's differential pair and leave the negative device at g_min. PCM only rises gradually (abrupt
+the tile's differential pair. The negative device is programmed to g_min once, with the device's write
+noise (so a noisy model offsets each weight a little), and never pulsed. PCM only rises gradually (abrupt
 RESET is its only way down), so it uses both devices: potentiation pulses SET the positive device,
 depression pulses SET the negative one, and a pair whose device passes `refresh_level` of g_max is
 refreshed: both devices are RESET and the difference is programmed again (the scheme of Boybat et al.,
 Nature Communications 9, 2514 (2018) and of Nandakumar et al., Frontiers in Neuroscience 14, 406 (2020)).
+
+NOTE: weight changes are converted to pulses with one nominal step (`mean_pulse_step`, taken at half of the
+range). A device whose steps depend strongly on its conductance then changes more or less than requested.
+The PCM SET step near g = 0 is about 9 times its mid-range step, so depression on the negative device of a
+pair (which sits near 0) is about 9 times stronger than requested, and trace STDP on PCM then silences a
+Song-Miller-Abbott neuron within seconds. Pass `pulse_size` to set the step that the conversion assumes.
 """
 
 from __future__ import annotations

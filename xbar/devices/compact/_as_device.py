@@ -49,7 +49,7 @@ class CompactDevice(Device):
         reset_voltage: amplitude of a RESET pulse, V (signed).
         pulse_width: pulse duration, s.
         steps_per_pulse: integration steps per pulse (static).
-        program_tolerance: accepted |G - G_target| when programming, S.
+        program_tolerance: accepted |G - G_target| when programming, S (None: 1 % of g_max - g_min).
         max_program_pulses: maximum pulses per programming call (static).
         g_min, g_max: chord conductances at the bounds of the state, S (computed from the model).
     """
