@@ -29,7 +29,10 @@ class ConfigError(ValueError):
 
 
 DEVICE_MODELS = {"pcm": PCM, "ideal": IdealDevice, "preset": None}
-WORKLOADS = ("mvm_error", "digits")
+# device.model also accepts the name of a preset, which selects that preset with its own parameters, so that
+# one sweep axis can visit the ideal device, the PCM model and presets.
+PRESET_MODELS = tuple(list_presets())
+WORKLOADS = ("mvm_error", "digits", "stdp_digits")
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "workload": Key((str,), "mvm_error", "what is simulated", sweepable=False, choices=WORKLOADS),
     },
     "device": {
-        "model": Key((str,), "pcm", "device model", sweepable=False, choices=tuple(DEVICE_MODELS)),
+        "model": Key(
+            (str,), "pcm", "device model, or the name of a preset", sweepable=False,
+            choices=tuple(DEVICE_MODELS) + PRESET_MODELS,
+        ),
     },
     "array": {
         "rows": Key((int,), 256, "rows (word lines) of the tile", sweepable=False, positive=True),
@@ -121,6 +127,69 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "learning_rate": Key(_NUMBER, 0.01, "Adam learning rate (digits)", sweepable=False, positive=True),
         "test_fraction": Key(_NUMBER, 0.25, "share of the digits held out for testing", sweepable=False, positive=True),
         "training_seed": Key((int,), 0, "seed of the data split and of training (digits)", sweepable=False),
+        # stdp_digits: the unsupervised network of Diehl and Cook (2015); xbar.learning.diehl_cook gives the
+        # sources of the defaults.
+        "neurons": Key((int,), 100, "excitatory neurons (stdp_digits)", sweepable=False, positive=True),
+        "train_images": Key(
+            (int,), 0, "training images shown per epoch; 0 shows the whole training split (stdp_digits)",
+            sweepable=False,
+        ),
+        "epochs": Key((int,), 1, "passes over the training images (stdp_digits)", sweepable=False, positive=True),
+        "time_step": Key(
+            _NUMBER, 0.5e-3, "simulation time step (stdp_digits)", sweepable=False, units="s", positive=True
+        ),
+        "presentation_time": Key(
+            _NUMBER, 0.35, "time each image is shown (stdp_digits)", sweepable=False, units="s", positive=True
+        ),
+        "rest_time": Key(
+            _NUMBER, 0.15, "time without input after each training image (stdp_digits)", sweepable=False, units="s"
+        ),
+        "max_rate": Key(
+            _NUMBER, 63.75, "input rate of a pixel at full intensity (stdp_digits)", units="Hz", positive=True
+        ),
+        "rate_step": Key(
+            _NUMBER, 32.0, "raise of max_rate for each repeat of an image that drew too few spikes (stdp_digits)",
+            units="Hz",
+        ),
+        "min_spikes": Key(
+            (int,), 5, "minimum number of spikes of the layer per image; fewer show it again (stdp_digits)",
+            sweepable=False,
+        ),
+        "max_repeats": Key((int,), 4, "most repeats of one image at raised rates (stdp_digits)", sweepable=False),
+        "theta_plus": Key(_NUMBER, 0.05e-3, "threshold increase per spike (stdp_digits)", units="V"),
+        "tau_theta": Key(
+            _NUMBER, 1e4, "decay time constant of the adaptive threshold (stdp_digits)", units="s", positive=True
+        ),
+        "inhibition": Key(
+            _NUMBER, 12e-3, "membrane potential drop of the other neurons per spike (stdp_digits)", units="V"
+        ),
+        "winner_take_all": Key(
+            (bool,), False, "at most one neuron spikes per time step (stdp_digits)", sweepable=False
+        ),
+        "potentiation_rate": Key(
+            _NUMBER, 0.01, "weight gain of a pair at delay 0+, as a share of array.weight_range (stdp_digits)",
+            units="1",
+        ),
+        "depression_rate": Key(
+            _NUMBER, 1e-4, "weight loss of a pair at delay 0-, as a share of array.weight_range (stdp_digits)",
+            units="1",
+        ),
+        "weight_mean": Key(
+            _NUMBER, 0.1,
+            "target mean input weight of each neuron, as a share of array.weight_range; 0 turns the "
+            "normalisation off (stdp_digits)",
+            sweepable=False, units="1",
+        ),
+        "rounding": Key(
+            (str,), "auto",
+            "rounding of pulse counts: stochastic, nearest, none, or auto (none on the ideal device, stochastic "
+            "elsewhere) (stdp_digits)",
+            sweepable=False, choices=("auto", "stochastic", "nearest", "none"),
+        ),
+        "initial_weight": Key(
+            _NUMBER, 0.3, "largest initial weight, as a share of array.weight_range (stdp_digits)", units="1",
+            positive=True,
+        ),
     },
     "sweep": {
         "seeds": Key((int, list), 1, "number of Monte Carlo seeds, or a list of seeds", sweepable=False),
@@ -143,6 +212,8 @@ _MAX_BITS = 24  # beyond float32 resolution
 def device_keys(model: str) -> dict[str, Key]:
     """Return the schema of `[device]` for one model: its numeric parameters, with their defaults."""
     keys = dict(SCHEMA["device"])
+    if model in PRESET_MODELS:
+        return keys
     if model == "preset":
         keys["preset"] = Key((str,), "taox_hfox", "name of a pulse-update device preset", sweepable=False, choices=tuple(list_presets()))
         return keys
@@ -267,9 +338,21 @@ def _parse(text: str, source: str) -> StudyConfig:
             raise ConfigError(f"{source}: {section} must be a [{section}] table")
 
     model = raw.get("device", {}).get("model", "pcm")
-    if model not in DEVICE_MODELS:
-        raise ConfigError(f"{source}: device.model = {model!r} is not one of {', '.join(map(repr, DEVICE_MODELS))}")
+    if model not in SCHEMA["device"]["model"].choices:
+        raise ConfigError(
+            f"{source}: device.model = {model!r} is not one of {', '.join(map(repr, DEVICE_MODELS))} "
+            f"or a preset name ({', '.join(PRESET_MODELS)})"
+        )
     schema = dict(SCHEMA, device=device_keys(model))
+    if _sweeps_device_model(raw):
+        # Each swept model takes its own default parameters, so the file may not set any of them.
+        for name in raw.get("device", {}):
+            if name != "model":
+                raise ConfigError(
+                    f"{source}: device.{name} cannot be set while device.model is swept, because each swept "
+                    f"model uses its own default parameters; remove device.{name} or sweep one model only"
+                )
+        schema["device"] = dict(SCHEMA["device"])
 
     sections: dict[str, dict[str, Any]] = {}
     for section, keys in schema.items():
@@ -288,6 +371,8 @@ def _parse(text: str, source: str) -> StudyConfig:
     axes = tuple(_parse_axis(entry, i, schema, source) for i, entry in enumerate(sections["sweep"]["axes"]))
     _check_swept_ranges(sections, axes, source)
     _check_parasitics(sections, axes, source)
+    if sections["study"]["workload"] == "stdp_digits":
+        _check_stdp_digits(sections, axes, source)
     names = [axis.name for axis in axes]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: two sweep axes share the name {sorted(n for n in names if names.count(n) > 1)[0]!r}; give one a distinct name")
@@ -296,6 +381,18 @@ def _parse(text: str, source: str) -> StudyConfig:
         raise ConfigError(f"{source}: a key is swept twice; merge its values into one [[sweep.axes]] table")
     study_name = sections["study"]["name"] or Path(source).stem
     return StudyConfig(sections=sections, axes=axes, seeds=seeds, text=text, source=source, name=study_name)
+
+
+def _sweeps_device_model(raw) -> bool:
+    """Return True when a [[sweep.axes]] table of the raw TOML sweeps device.model."""
+    axes = raw.get("sweep", {}).get("axes", [])
+    if not isinstance(axes, list):
+        return False
+    for entry in axes:
+        keys = entry.get("key") if isinstance(entry, dict) else None
+        if keys == "device.model" or (isinstance(keys, list) and "device.model" in keys):
+            return True
+    return False
 
 
 def load_config(path) -> StudyConfig:
@@ -346,6 +443,49 @@ def _check_swept_ranges(sections, axes, source):
         raise ConfigError(
             f"{source}: the sweep pairs device.g_min = {max(g_min)} S with device.g_max = {min(g_max)} S; "
             "every g_min must be below every g_max"
+        )
+
+
+def _check_stdp_digits(sections, axes, source):
+    """Reject settings that the stdp_digits workload cannot simulate, for every swept value."""
+    swept = {key: axis.values for axis in axes for key in axis.keys}
+
+    def values(dotted):
+        section, name = dotted.split(".")
+        return swept.get(dotted, (sections[section][name],))
+
+    if sections["array"]["weight_range"] <= 0:
+        raise ConfigError(
+            f"{source}: stdp_digits needs array.weight_range > 0, the largest synaptic weight relative to the "
+            "leak conductance (1.0 in Diehl and Cook 2015)"
+        )
+    for name in ("cycles", "fault_rate"):
+        if any(v != 0 for v in values(f"wear.{name}")):
+            raise ConfigError(f"{source}: stdp_digits does not model wear; set wear.{name} = 0")
+    if any(bits != "ideal" for bits in values("adc.bits")) and any(v == 0 for v in values("adc.current_range")):
+        raise ConfigError(
+            f"{source}: stdp_digits does not calibrate the ADC; with adc.bits set, give adc.current_range in A"
+        )
+    workload = sections["workload"]
+    dt = workload["time_step"]
+    for name in ("presentation_time", "rest_time"):
+        steps = workload[name] / dt
+        if abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
+            raise ConfigError(
+                f"{source}: workload.{name} = {workload[name]} s is not a whole number of time steps of "
+                f"workload.time_step = {dt} s; pick a multiple"
+            )
+    for name in ("initial_weight", "weight_mean"):
+        if any(v > 1 for v in values(f"workload.{name}")):
+            raise ConfigError(
+                f"{source}: workload.{name} is a share of array.weight_range and must be <= 1, "
+                f"got {list(values(f'workload.{name}'))}"
+            )
+    highest_rate = max(values("workload.max_rate")) + workload["max_repeats"] * max(values("workload.rate_step"))
+    if highest_rate * dt > 1:
+        raise ConfigError(
+            f"{source}: the highest input rate, workload.max_rate + max_repeats x rate_step = {highest_rate} Hz, "
+            f"exceeds one spike per time step of {dt} s; lower the rates or max_repeats, or shorten workload.time_step"
         )
 
 
@@ -437,7 +577,12 @@ def build_device(sections):
     """Construct the device model of a configuration, with its wear (values may be traced scalars)."""
     device = dict(sections["device"])
     model = device.pop("model")
-    base = preset(device["preset"]) if model == "preset" else DEVICE_MODELS[model](**device)
+    if model in PRESET_MODELS:
+        base = preset(model)
+    elif model == "preset":
+        base = preset(device["preset"])
+    else:
+        base = DEVICE_MODELS[model](**device)
 
     wear = sections["wear"]
     if not _is_zero(wear["cycles"]):

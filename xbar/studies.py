@@ -4,6 +4,16 @@
   with W and X drawn uniformly per seed and the ideal X W computed in float64.
 - `digits`: a two-layer perceptron trained in software on the scikit-learn digits (8 x 8 handwritten
   digits), mapped onto one tile per layer; test accuracy of the mapped network.
+- `stdp_digits`: the unsupervised spiking network of Diehl and Cook (Frontiers in Computational
+  Neuroscience 9, 99, 2015) learns the training digits without labels, with STDP delivered to the devices
+  of one tile as pulses (`xbar.learning.diehl_cook` lists its constants and deviations). Each neuron is then
+  labeled with the class to which it responds most on the whole training split, and a test digit takes
+  the class whose neurons respond to it most on average. Metrics: test accuracy, and the output rate, pulse rates,
+  refresh rate and share of repeated images of training. `array.weight_range` is the largest weight in
+  units of the leak conductance (1 in the published network), and the initial weights are uniform in
+  [0, initial_weight x weight_range] (published: 0.003 to 0.303). The [workload] defaults are the published
+  values, which suit 784 inputs and long training; `examples/stdp_digits.toml` gives the ones for 64
+  inputs and short runs.
 
 Everything traced (programming, reading, products, metrics) runs inside the sweep; data generation,
 training and calibration run once, eagerly, before it.
@@ -21,8 +31,13 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
-from .config import StudyConfig, build_device, build_tile
+from .config import ConfigError, StudyConfig, build_device, build_tile
 from .crossbar import nominal_range
+from .devices import IdealDevice
+from .learning import STDP, Network, Synapses
+from .learning.diehl_cook import (
+    Presentation, assign_labels, classify, diehl_cook_neurons, spike_counts, train_unsupervised, training_rates,
+)
 from .variability.sweep import Axis, sweep
 
 logger = logging.getLogger(__name__)
@@ -234,4 +249,95 @@ def _digits(config: StudyConfig) -> Workload:
     return Workload(simulate, None, {"accuracy": "1"}, extra, extra_attrs)
 
 
-_WORKLOADS = {"mvm_error": _mvm_error, "digits": _digits}
+# stdp_digits
+
+# Images shown in parallel when counting spikes for labeling and testing.
+STDP_BATCH = 256
+DIGIT_CLASSES = 10
+
+
+def _stdp_digits(config: StudyConfig) -> Workload:
+    workload = config.sections["workload"]
+    x_train, y_train, x_test, y_test = load_digits_split(workload["test_fraction"], workload["training_seed"])
+    n_train = workload["train_images"] or len(y_train)
+    if n_train > len(y_train):
+        raise ConfigError(
+            f"{config.source}: workload.train_images = {n_train} exceeds the {len(y_train)} images of the training "
+            "split; lower it or workload.test_fraction"
+        )
+    training_images = jnp.asarray(np.tile(x_train[:n_train], (workload["epochs"], 1)))
+    x_label, y_label = jnp.asarray(x_train), jnp.asarray(y_train)
+    x_test, y_test = jnp.asarray(x_test), jnp.asarray(y_test)
+    n_pre, n_post = x_train.shape[1], workload["neurons"]
+    show_steps, _ = _presentation(workload).steps(workload["time_step"])
+    # Event slots of one showing at the highest swept rates, a static size for every grid point.
+    swept = {key: axis.values for axis in config.axes for key in axis.keys}
+    fastest = dict(workload)
+    for name in ("max_rate", "rate_step"):
+        fastest[name] = max(swept.get(f"workload.{name}", (workload[name],)))
+    max_events = _presentation(fastest).max_events(n_pre)
+
+    def simulate(sections, key, data):
+        del data
+        settings = sections["workload"]
+        weight_max = sections["array"]["weight_range"]
+        tile = build_tile(sections)
+        rounding = settings["rounding"]
+        if rounding == "auto":
+            # The ideal device applies fractional pulse counts exactly, an analog synapse without quantization.
+            rounding = "none" if isinstance(tile.device, IdealDevice) else "stochastic"
+        network = Network(
+            synapses=Synapses(tile=tile, rounding=rounding),
+            neurons=diehl_cook_neurons(
+                theta_plus=settings["theta_plus"], tau_theta=settings["tau_theta"], inhibition=settings["inhibition"],
+                winner_take_all=settings["winner_take_all"],
+            ),
+            # Nearest-spike traces with the published time constants of 20 ms.
+            plasticity=STDP(
+                a_plus=settings["potentiation_rate"] * weight_max, a_minus=-settings["depression_rate"] * weight_max,
+                tau_plus=20e-3, tau_minus=20e-3, pairing="nearest",
+            ),
+            dt=settings["time_step"],
+        )
+        timing = _presentation(settings)
+        key_program, key_weights, key_train, key_label, key_test = jax.random.split(key, 5)
+        initial = jax.random.uniform(key_weights, (n_pre, n_post), maxval=settings["initial_weight"] * weight_max)
+        weight_sum = None if _is_zero(settings["weight_mean"]) else settings["weight_mean"] * n_pre * weight_max
+        if weight_sum is not None:
+            # Programmed already normalised, as the first normalisation of Diehl and Cook would leave them,
+            # so that training does not start with a correction of every device by pulses.
+            initial = initial * (weight_sum / jnp.sum(initial, axis=0))
+        state = network.init(initial, key=key_program)
+        state, stats = train_unsupervised(
+            network, state, training_images, timing, key=key_train, weight_sum=weight_sum, max_events=max_events
+        )
+
+        label_counts = spike_counts(network, state, x_label, timing, key=key_label, batch_size=STDP_BATCH)
+        assignments = assign_labels(label_counts, y_label, DIGIT_CLASSES)
+        test_counts = spike_counts(network, state, x_test, timing, key=key_test, batch_size=STDP_BATCH)
+        accuracy = jnp.mean(classify(test_counts, assignments, DIGIT_CLASSES) == y_test)
+        return {"accuracy": accuracy, **training_rates(network, stats)}
+
+    units = {
+        "accuracy": "1", "output_rate_hz": "Hz", "pulses_per_s": "1/s", "normalization_pulses_per_s": "1/s",
+        "refreshes_per_s": "1/s", "programming_power_w": "W", "repeated_share": "1",
+    }
+    # Counting spikes dominates the memory: per image of a batch, the uniform numbers behind the Poisson
+    # raster (4 bytes per input and step), the raster and the recorded output spikes (1 byte each).
+    point_bytes = STDP_BATCH * show_steps * (5 * n_pre + n_post)
+    return Workload(simulate, None, units, {}, {}, point_bytes)
+
+
+def _presentation(settings) -> Presentation:
+    """Return the input schedule of the [workload] settings (max_rate and rate_step may be traced)."""
+    return Presentation(
+        duration=settings["presentation_time"], rest=settings["rest_time"], max_rate=settings["max_rate"],
+        rate_step=settings["rate_step"], min_spikes=settings["min_spikes"], max_repeats=settings["max_repeats"],
+    )
+
+
+def _is_zero(value) -> bool:
+    return isinstance(value, (int, float)) and value == 0
+
+
+_WORKLOADS = {"mvm_error": _mvm_error, "digits": _digits, "stdp_digits": _stdp_digits}

@@ -13,8 +13,8 @@ of Song, Miller and Abbott, Nature Neuroscience 3, 919 (2000), with weights rela
         synapses=Synapses(tile=Tile(device=IdealDevice(), weight_range=g_max)),
         plasticity=STDP(a_plus=0.01 * g_max, a_minus=-0.0105 * g_max),
     )
-    key_w, key_in, key_run = jax.random.split(jax.random.key(0), 3)
-    state = network.init(jax.random.uniform(key_w, (1000, 1), maxval=g_max), key=key_w)
+    key_w, key_program, key_in, key_run = jax.random.split(jax.random.key(0), 4)
+    state = network.init(jax.random.uniform(key_w, (1000, 1), maxval=g_max), key=key_program)
     duration = 10.0  # s
     inputs = SpikeEvents.poisson(key_in, jnp.full(1000, 15.0), duration)  # event-driven input
     state, stats = run(network, state, inputs, round(duration / network.dt), key=key_run)
@@ -32,4 +32,14 @@ __all__ = [
     "LIF", "LIFState", "Network", "NetworkState", "PoissonStream", "RunStats", "STDP", "STDPState", "SpikeEvents", "SpikeWaveform",
     "SynapseUpdate", "Synapses", "ThresholdMemristor", "WaveformSTDP", "WaveformSTDPState", "advance", "mean_pulse_step", "overlap_window", "pair_update", "poisson_spike_times", "poisson_spikes", "run", "run_clamped", "run_metrics", "spikes_from_times",
     "stdp_window",
+]
+
+from .diehl_cook import (
+    Presentation, TrainingStats, assign_labels, classify, diehl_cook_neurons, normalize_weights, spike_counts,
+    train_unsupervised, training_rates,
+)
+
+__all__ += [
+    "Presentation", "TrainingStats", "assign_labels", "classify", "diehl_cook_neurons", "normalize_weights",
+    "spike_counts", "train_unsupervised", "training_rates",
 ]
