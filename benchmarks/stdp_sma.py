@@ -7,7 +7,7 @@
 The network (Song, Miller and Abbott, Nature Neuroscience 3, 919 (2000), as in Brian2's STDP example): 1000
 Poisson inputs at 15 Hz onto one conductance-based LIF neuron, additive STDP, dt = 0.1 ms, 100 s of
 biological time. xbar stores the weights in an ideal, linear device and is driven by `SpikeEvents` (its
-event-driven path); its constants are those of the stored Brian2 table `validation/data/sma_brian2.csv`.
+event-driven path). Its constants are those of the stored Brian2 table `validation/data/sma_brian2.csv`.
 
 Measured, each after one compiling call of the same shapes (the compile time is reported apart):
 

@@ -45,9 +45,9 @@ def default_event_slots(events: SpikeEvents, dt, steps: int) -> int:
         mean = float(finite) / max(float(span), 1.0)
     except jax.errors.ConcretizationTypeError:
         return 8
-    wanted = mean + 4.0 * mean**0.5 + 1.0
+    needed = mean + 4.0 * mean**0.5 + 1.0
     slots = 4
-    while slots < wanted:
+    while slots < needed:
         slots *= 2
     return min(slots, events.n_inputs)
 

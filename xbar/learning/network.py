@@ -285,8 +285,8 @@ class _EventReader(eqx.Module):
 def _event_table(events: SpikeEvents, dt, slots: int):
     """Return the events as int32 rows (step, input), with `slots` unused rows appended.
 
-    The step of an event is round(t / dt), the grid convention of `spikes_from_times`; unused events get
-    the largest int32, and the appended rows keep a window of `slots` rows from running off the end.
+    The step of an event is round(t / dt), the grid convention of `spikes_from_times`. Unused events get
+    the largest int32. The appended rows keep a window of `slots` rows from running off the end.
     """
     times = jnp.asarray(events.times)
     grid = jnp.round(times / dt)

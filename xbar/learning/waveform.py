@@ -540,11 +540,11 @@ def _waveform_step(rule, state, pre_spikes, post_spikes, t, dt, model, x):
 
 
 def _apply_pairs(rule, model, x, delays, active):
-    """Apply `pair_update` at `delays` to the entries of x where `active` holds, a chunk at a time.
+    """Apply `pair_update` at `delays` to the entries of x where `active` is True, a chunk at a time.
 
     The indices of the active entries are collected once, padded with the out-of-range index x.size,
-    which the gather clamps and the scatter drops. Every entry appears at most once, so the chunks are
-    independent.
+    which the gather clamps and the scatter drops. The indices come from one nonzero call, so each entry
+    appears at most once and the chunks are independent.
     """
     size = x.size
     chunk = min(rule.pairs_per_chunk, size)
