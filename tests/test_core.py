@@ -82,3 +82,35 @@ def test_core_under_jit_and_grad():
     weights = jax.random.uniform(jax.random.key(1), (10, 7), minval=-1.5, maxval=1.5)
     gradient = jax.jit(jax.grad(loss))(weights)
     np.testing.assert_allclose(gradient, jax.grad(lambda w: jnp.sum((x @ w) ** 2))(weights), rtol=1e-4, atol=1e-4)
+
+
+def test_calibration_corrects_pcm_drift():
+    """A day of PCM drift shrinks the outputs; a per-column fit on 32 calibration inputs removes most of it."""
+    from xbar.crossbar import Calibration
+
+    core = Core(tile=Tile(device=PCM(), weight_range=1.0), tile_shape=(32, 16))
+    weights = jax.random.uniform(jax.random.key(6), (64, 24), minval=-1.0, maxval=1.0)
+    calibration_inputs = jax.random.uniform(jax.random.key(7), (32, 64), minval=-1.0, maxval=1.0)
+    test_inputs = jax.random.uniform(jax.random.key(8), (64, 64), minval=-1.0, maxval=1.0)
+    state = core.program(weights, key=jax.random.key(9))
+    read = core.read(state, 86400.0, key=jax.random.key(10))
+    fit = core.calibrate(state, read, weights, calibration_inputs)
+    assert isinstance(fit, Calibration)
+    assert fit.gain.shape == (24,)
+    ideal = test_inputs @ weights
+    raw_error = jnp.sqrt(jnp.mean((core.matmul(state, read, test_inputs) - ideal) ** 2))
+    fixed_error = jnp.sqrt(jnp.mean((core.matmul(state, read, test_inputs, calibration=fit) - ideal) ** 2))
+    assert float(jnp.mean(fit.gain)) > 1.0  # drift lowers the conductances, so the gains rise
+    assert float(fixed_error) < 0.5 * float(raw_error)
+
+
+def test_ideal_calibration_is_identity():
+    core = Core(tile_shape=(8, 8))
+    weights = jax.random.normal(jax.random.key(11), (12, 10))
+    inputs = jax.random.normal(jax.random.key(12), (16, 12))
+    state = core.program(weights, key=jax.random.key(13))
+    fit = core.calibrate(state, core.read(state, 0.0, key=jax.random.key(14)), weights, inputs)
+    np.testing.assert_allclose(fit.gain, 1.0, atol=1e-4)
+    np.testing.assert_allclose(fit.offset, 0.0, atol=1e-4)
+    with pytest.raises(ValueError, match="K >= 2"):
+        core.calibrate(state, core.read(state, 0.0, key=jax.random.key(14)), weights, inputs[:1])

@@ -1,6 +1,6 @@
 """Crossbar arrays: tiles, weight-to-conductance mapping, periphery and wire resistance (IR drop)."""
 
-from .core import Core, CoreState
+from .core import Calibration, Core, CoreState
 from .parasitics import CrossbarSolution, Parasitics, default_rtol, solve_crossbar
 from .periphery import ADC, DAC, quantize_symmetric, straight_through
 from .tile import (
@@ -9,6 +9,7 @@ from .tile import (
 
 __all__ = [
     "ADC",
+    "Calibration",
     "Core",
     "CoreState",
     "CrossbarSolution",

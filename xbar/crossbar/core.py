@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from .tile import Tile, TileRead, TileState
 
-__all__ = ["Core", "CoreState"]
+__all__ = ["Calibration", "Core", "CoreState"]
 
 
 class CoreState(eqx.Module):
@@ -33,6 +33,18 @@ class CoreState(eqx.Module):
 
     tiles: TileState
     shape: tuple[int, int] = eqx.field(static=True)
+
+
+class Calibration(eqx.Module):
+    """Per-column digital correction of a core's outputs: y = gain * y_measured + offset.
+
+    Attributes:
+        gain: dimensionless gain of each output column, shape (N,).
+        offset: offset of each output column, weight units times input units, shape (N,).
+    """
+
+    gain: jax.Array
+    offset: jax.Array
 
 
 class Core(eqx.Module):
@@ -84,8 +96,32 @@ class Core(eqx.Module):
         keys = jax.random.split(key, grid_rows * grid_columns).reshape(grid_rows, grid_columns)
         return jax.vmap(jax.vmap(lambda s, k: self.tile.read(s, t, key=k)))(state.tiles, keys)
 
-    def matmul(self, state: CoreState, read: TileRead, x, *, key: jax.Array | None = None):
-        """Return `x @ W` (x of shape (..., M), result (..., N)): per-tile products summed in digital."""
+    def calibrate(self, state: CoreState, read: TileRead, weights, inputs, *, key: jax.Array | None = None) -> Calibration:
+        """Fit a per-column gain and offset that map this read's outputs onto the intended product.
+
+        The calibration inputs (shape (K, M), K >= 2) go through the core, and each column's outputs are
+        fitted to `inputs @ weights` by least squares, as the digital periphery of a chip does with
+        calibration reads after programming or after drift. Differentiable.
+        """
+        inputs = jnp.asarray(inputs, jnp.result_type(float))
+        if inputs.ndim != 2 or inputs.shape[0] < 2:
+            raise ValueError(f"calibration inputs must have shape (K, M) with K >= 2 vectors, got shape {inputs.shape}")
+        measured = self.matmul(state, read, inputs, key=key)
+        target = inputs @ jnp.asarray(weights, inputs.dtype)
+        measured_mean, target_mean = jnp.mean(measured, axis=0), jnp.mean(target, axis=0)
+        spread = jnp.mean((measured - measured_mean) ** 2, axis=0)
+        covariance = jnp.mean((measured - measured_mean) * (target - target_mean), axis=0)
+        # A column whose outputs do not vary (all weights 0, or a stuck column) keeps gain 1.
+        varies = spread > 0
+        gain = jnp.where(varies, covariance / jnp.where(varies, spread, 1.0), 1.0)
+        return Calibration(gain=gain, offset=target_mean - gain * measured_mean)
+
+    def matmul(self, state: CoreState, read: TileRead, x, *, key: jax.Array | None = None,
+               calibration: Calibration | None = None):
+        """Return `x @ W` (x of shape (..., M), result (..., N)): per-tile products summed in digital.
+
+        With `calibration`, each output column is corrected by its gain and offset after the sum.
+        """
         m, n = state.shape
         x = jnp.asarray(x, jnp.result_type(float))
         if x.ndim < 1 or x.shape[-1] != m:
@@ -95,7 +131,6 @@ class Core(eqx.Module):
         batch = x.shape[:-1]
         padded = jnp.zeros((*batch, grid_rows * rows), x.dtype).at[..., :m].set(x)
         segments = jnp.moveaxis(padded.reshape(*batch, grid_rows, rows), -2, 0)  # (grid_rows, ..., rows)
-        # NOTE: per-column digital calibration (gain and offset from calibration reads) is not modelled yet.
         if key is None:
             keys = None
         else:
@@ -108,8 +143,10 @@ class Core(eqx.Module):
         over_grid = jax.vmap(over_columns, in_axes=(0, 0, 0 if keys is not None else None))
         partial = over_grid(read, segments, keys)  # (grid_rows, grid_columns, ..., columns)
         summed = jnp.sum(partial, axis=0)  # digital accumulation over the block rows
-        outputs = jnp.moveaxis(summed, 0, -2).reshape(*batch, grid_columns * columns)
-        return outputs[..., :n]
+        outputs = jnp.moveaxis(summed, 0, -2).reshape(*batch, grid_columns * columns)[..., :n]
+        if calibration is not None:
+            outputs = outputs * calibration.gain + calibration.offset
+        return outputs
 
     def forward(self, weights, x, t=0.0, *, key: jax.Array):
         """Program `weights`, read at time `t` and return `x @ W`: the three steps in one call."""
