@@ -18,8 +18,8 @@ Measured, each after one compiling call of the same shapes (the compile time is 
 
 Brian2 runs with its cpp_standalone, cython and numpy targets when `--brian2-python` names a Python with
 Brian2 (Brian2 2.9.0 needs numpy < 2.4, so it lives in its own environment; `--make-brian2-env DIR` creates
-one with pip). Without it the table uses the timings stored in `benchmarks/brian2_sma_timings.json` and says
-so. The Brian2 time for 64 networks is 64 times its single-network run time: Brian2 runs networks one after
+one with pip). Without it the table uses the timings stored in `benchmarks/brian2_sma_timings.json` and states
+that. The Brian2 time for 64 networks is 64 times its single-network run time: Brian2 runs networks one after
 another.
 
 Goals: one network at least as fast as Brian2's fastest target (run time without compilation), and 64

@@ -24,12 +24,14 @@ from .pulsed import (
 )
 from .retention import Retention
 from .wear import wear_state
+from .wrapped import innermost_model
 
 __all__ = [
     "CompactDevice", "CompactState", "ConstantStep", "Device", "DeviceState", "Endurance", "EnduranceState",
     "ExpStep", "ExponentialStep", "IdealDevice", "PCM", "PCMState", "PiecewiseStep", "PowerStep", "Preset",
     "ProgramVerify", "ProgrammingPulse", "PulseFit", "PulsedDevice", "Retention", "SoftBoundsStep", "StepModel",
-    "StepNoise", "TraceComparison", "compare_traces", "exponential_curve", "fit_pulse_response", "list_presets",
+    "StepNoise", "TraceComparison", "compare_traces", "exponential_curve", "fit_pulse_response", "innermost_model",
+    "list_presets",
     "nonlinearity_a_norm", "preset", "preset_info", "program_with_pulses", "pulse_energy", "pulse_trajectory",
     "reset_energy", "simulate_reads", "wear_state",
 ]

@@ -19,11 +19,10 @@ import jax.numpy as jnp
 from .._validation import check_finite, check_positive
 from ._base import Device
 from .compact import CompactDevice
-from .endurance import Endurance
 from .ideal import IdealDevice
 from .pcm import PCM
 from .programming_pulse import ProgrammingPulse
-from .retention import Retention
+from .wrapped import innermost_model
 
 __all__ = ["pulse_energy", "reset_energy"]
 
@@ -59,7 +58,7 @@ def pulse_energy(device: Device, g, n_pulses) -> jax.Array:
     potentiation, depression = _pulses(device)
     dtype = jnp.result_type(float)
     g = jnp.asarray(g, dtype)
-    applied = _applied_counts(_innermost(device), jnp.asarray(n_pulses, dtype))
+    applied = _applied_counts(innermost_model(device), jnp.asarray(n_pulses, dtype))
 
     energy_up = jnp.maximum(applied, 0.0) * potentiation.energy(g)
     energy_down = jnp.maximum(-applied, 0.0) * depression.energy(g)
@@ -80,7 +79,7 @@ def reset_energy(device: Device, g) -> jax.Array:
             `pulse_energy` with negative counts for its depression pulses.
     """
     _check_conductance(g)
-    inner = _innermost(device)
+    inner = innermost_model(device)
     if not isinstance(inner, PCM):
         raise ValueError(
             f"reset_energy needs a PCM device, got {type(inner).__name__}; "
@@ -93,16 +92,9 @@ def _check_conductance(g) -> None:
     check_positive("conductance g", g, "S", allow_zero=True)
 
 
-def _innermost(device: Device) -> Device:
-    """Return the model inside any number of `Endurance` and `Retention` wrappers."""
-    while isinstance(device, (Endurance, Retention)):
-        device = device.device
-    return device
-
-
 def _pulses(device: Device) -> tuple[ProgrammingPulse, ProgrammingPulse]:
     """Return the (potentiation, depression) pulses of a device model, or raise ValueError."""
-    inner = _innermost(device)
+    inner = innermost_model(device)
     if isinstance(inner, CompactDevice):
         # NOTE: the ohmic energy uses the chord conductance at v_read. A model with a nonlinear I-V
         # (Yakopcic, Stanford-PKU) conducts a different current at the programming voltage.

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from .._validation import check_positive
 from ..crossbar import Tile, TileState, nominal_range
 from ..devices import (
-    PCM, Device, DeviceState, Endurance, IdealDevice, PulsedDevice, Retention, pulse_energy, reset_energy,
+    PCM, Device, DeviceState, IdealDevice, PulsedDevice, innermost_model, pulse_energy, reset_energy,
 )
 
 __all__ = ["SynapseUpdate", "Synapses", "mean_pulse_step"]
@@ -44,7 +44,7 @@ def mean_pulse_step(device: Device) -> jax.Array:
     pulses works with the nominal device, not with each one. `Endurance` and `Retention` wrappers take the step of
     the model they wrap, as it is before wear.
     """
-    device = _unwrapped(device)
+    device = innermost_model(device)
     g_min, g_max = nominal_range(device)
     if isinstance(device, IdealDevice):
         return jnp.mean(jnp.asarray(device.pulse_step))
@@ -55,13 +55,6 @@ def mean_pulse_step(device: Device) -> jax.Array:
     raise ValueError(
         f"no nominal pulse step is known for {type(device).__name__}; pass Synapses(pulse_size=<S per pulse>)"
     )
-
-
-def _unwrapped(device: Device) -> Device:
-    """Return the model inside any `Endurance` and `Retention` wrappers."""
-    while isinstance(device, (Endurance, Retention)):
-        device = device.device
-    return device
 
 
 class SynapseUpdate(eqx.Module):
@@ -123,7 +116,7 @@ class Synapses(eqx.Module):
     @property
     def differential(self) -> bool:
         """True for devices that only potentiate gradually (PCM): depression goes to the negative device."""
-        return isinstance(_unwrapped(self.tile.device), PCM)
+        return isinstance(innermost_model(self.tile.device), PCM)
 
     @property
     def has_pulse_energy(self) -> bool:
