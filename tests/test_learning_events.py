@@ -78,12 +78,15 @@ def test_invalid_events_raise(times, inputs, message):
 
 
 @pytest.mark.parametrize("pairing", ["all-to-all", "nearest"])
-@pytest.mark.parametrize("slots", [1, 3, None])
-def test_event_path_matches_dense_path(pairing, slots):
-    """Same weights, traces, spikes and counts as the dense path, for any number of event slots."""
-    network = _network(pairing)
+@pytest.mark.parametrize(("slots", "n_post"), [(1, 6), (3, 6), (None, 6), (3, 3)])
+def test_event_path_matches_dense_path(pairing, slots, n_post):
+    """Same weights, traces, spikes and counts as the dense path, for any number of event slots.
+
+    With 6 neurons the columns of a step are updated a few at a time in a loop; with 3, all in one round.
+    """
+    network = _network(pairing, n_post=n_post)
     key = jax.random.key(3)
-    state = _start(network, key)
+    state = _start(network, key, n_post=n_post)
     events = _events(jax.random.key(4))
     raster = events.raster(DT, 400)
     dense_state, dense_stats, dense_out = run(network, state, raster, 400, key=key, record=True)
@@ -116,12 +119,13 @@ def test_repeated_events_in_one_step_count_once():
         assert float(jnp.sum(stats.input_spikes)) == 2.0
 
 
-def test_event_path_under_vmap_matches_single_runs():
+@pytest.mark.parametrize("n_post", [1, 6])
+def test_event_path_under_vmap_matches_single_runs(n_post):
     """The batched column update (only networks with a post spike are touched) equals one run per network."""
-    network = _network()
+    network = _network(n_post=n_post)
     keys = jax.random.split(jax.random.key(7), 3)
     streams = [_events(jax.random.fold_in(k, 1)) for k in keys]
-    states = [_start(network, k) for k in keys]
+    states = [_start(network, k, n_post=n_post) for k in keys]
     singles = [run(network, s, e, 400, key=k)[0].synapses.g_pos.g for s, e, k in zip(states, streams, keys)]
 
     stack = lambda *trees: jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)  # noqa: E731

@@ -79,24 +79,28 @@ def _batched_cond(pred, update, state, *operands):
             lambda leaf, b: leaf if b else jnp.broadcast_to(leaf, (axis_size, *jnp.shape(leaf))), state, state_batched
         )
         axes = tuple(jax.tree_util.tree_map(lambda b: 0 if b else None, batched) for batched in operands_batched)
-        # One member per round: in a batch of seed runs usually a single network has a post spike in a step.
-        group = 1
 
-        def take(tree, members):
-            return jax.tree_util.tree_map(lambda leaf: leaf[jnp.clip(members, 0, axis_size - 1)], tree)
+        # One member per round: in a batch of seed runs usually a single network has a post spike in a step.
+        # The loop runs only while a member is left, so `member` is always in range, and the member's slice
+        # is read and written in place (dynamic slices, no gather or scatter).
+        def pick(leaf, member):
+            return jax.lax.dynamic_index_in_dim(leaf, member, 0, keepdims=False)
 
         def body(carry):
             remaining, state = carry
-            members = jnp.nonzero(remaining, size=group, fill_value=axis_size)[0]
+            member = jnp.argmax(remaining)
             picked = [
                 operand if axis is None else jax.tree_util.tree_map(
-                    lambda leaf, a: leaf if a is None else leaf[jnp.clip(members, 0, axis_size - 1)], operand, axis
+                    lambda leaf, a: leaf if a is None else pick(leaf, member), operand, axis
                 )
                 for operand, axis in zip(operands, axes)
             ]
-            updated = jax.vmap(update, in_axes=(0, *axes))(take(state, members), *picked)
-            state = jax.tree_util.tree_map(lambda old, new: old.at[members].set(new, mode="drop"), state, updated)
-            return remaining.at[members].set(False, mode="drop"), state
+            updated = update(jax.tree_util.tree_map(lambda leaf: pick(leaf, member), state), *picked)
+            state = jax.tree_util.tree_map(
+                lambda old, new: jax.lax.dynamic_update_index_in_dim(old, new.astype(old.dtype), member, 0),
+                state, updated,
+            )
+            return remaining.at[member].set(False), state
 
         _, state = jax.lax.while_loop(lambda carry: jnp.any(carry[0]), body, (pred, state))
         return state, jax.tree_util.tree_map(lambda _: True, state)
