@@ -1,6 +1,11 @@
-"""Crossbar arrays: tiles, weight-to-conductance mapping, periphery and wire resistance (IR drop)."""
+"""Crossbar arrays: tiles, multi-tile cores, weight-to-conductance mapping, periphery, wire resistance (IR
+drop) and hybrid synapses."""
 
 from .core import Calibration, Core, CoreState
+from .hybrid import (
+    CapacitorPCMState, CapacitorPCMSynapse, MixedPrecisionState, MixedPrecisionUpdate, MultiMemristiveState,
+    MultiMemristiveSynapse,
+)
 from .parasitics import CrossbarSolution, Parasitics, default_rtol, solve_crossbar
 from .periphery import ADC, DAC, quantize_symmetric, straight_through
 from .tile import (
@@ -10,10 +15,16 @@ from .tile import (
 __all__ = [
     "ADC",
     "Calibration",
+    "CapacitorPCMState",
+    "CapacitorPCMSynapse",
     "Core",
     "CoreState",
     "CrossbarSolution",
     "DAC",
+    "MixedPrecisionState",
+    "MixedPrecisionUpdate",
+    "MultiMemristiveState",
+    "MultiMemristiveSynapse",
     "Parasitics",
     "Tile",
     "TileRead",
