@@ -9,7 +9,7 @@ from pathlib import Path
 
 from xbar.devices import PCM
 
-from . import _compact, _pcm, _pulsed, _stdp, _waveform
+from . import _compact, _hermes, _pcm, _pulsed, _stdp, _waveform
 from ._check import Check, CheckResult
 from ._plot import save_figure
 from ._tables import load_table
@@ -17,7 +17,7 @@ from ._tables import load_table
 logger = logging.getLogger(__name__)
 
 # Each module of checks defines CHECKS, a tuple of Check; add a new module here to register its checks.
-_MODULES = (_pcm, _compact, _pulsed, _stdp, _waveform)
+_MODULES = (_pcm, _compact, _pulsed, _stdp, _waveform, _hermes)
 _CHECKS: dict[str, Check] = {check.name: check for module in _MODULES for check in module.CHECKS}
 
 

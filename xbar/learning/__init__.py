@@ -21,16 +21,23 @@ of Song, Miller and Abbott, Nature Neuroscience 3, 919 (2000), with weights rela
     print(run_metrics(network, stats)["output_rate_hz"])
 """
 
+from .analog import (
+    AnalogConv2D, AnalogDense, AnalogNetwork, LogUniformReadTime, analog_matmul, as_arrays, with_straight_through,
+)
 from .network import Network, NetworkState, RunStats, run, run_clamped, run_metrics
 from .neurons import LIF, LIFState
+from .nir import SUPPORTED_NIR_NODES, NIRNetwork, NIRState, from_nir
 from .spikes import PoissonStream, SpikeEvents, advance, poisson_spike_times, poisson_spikes, spikes_from_times
 from .stdp import STDP, STDPState, stdp_window
 from .synapses import SynapseUpdate, Synapses, mean_pulse_step
+from .training import TrainResult, train
 from .waveform import SpikeWaveform, ThresholdMemristor, WaveformSTDP, WaveformSTDPState, overlap_window, pair_update
 
 __all__ = [
-    "LIF", "LIFState", "Network", "NetworkState", "PoissonStream", "RunStats", "STDP", "STDPState", "SpikeEvents", "SpikeWaveform",
-    "SynapseUpdate", "Synapses", "ThresholdMemristor", "WaveformSTDP", "WaveformSTDPState", "advance", "mean_pulse_step", "overlap_window", "pair_update", "poisson_spike_times", "poisson_spikes", "run", "run_clamped", "run_metrics", "spikes_from_times",
+    "AnalogConv2D", "AnalogDense", "AnalogNetwork", "LogUniformReadTime", "TrainResult", "analog_matmul", "as_arrays",
+    "train", "with_straight_through",
+    "LIF", "LIFState", "NIRNetwork", "NIRState", "Network", "NetworkState", "PoissonStream", "RunStats", "STDP", "SUPPORTED_NIR_NODES", "STDPState", "SpikeEvents", "SpikeWaveform",
+    "SynapseUpdate", "Synapses", "ThresholdMemristor", "WaveformSTDP", "WaveformSTDPState", "advance", "from_nir", "mean_pulse_step", "overlap_window", "pair_update", "poisson_spike_times", "poisson_spikes", "run", "run_clamped", "run_metrics", "spikes_from_times",
     "stdp_window",
 ]
 
