@@ -278,9 +278,11 @@ class Conv2D(Layer):
             raise ValueError(f"Conv2D input must have shape (..., height, width, channels), got shape {x.shape}")
         batch = x.shape[:-3]
         images = x.reshape(-1, *x.shape[-3:])
+        # The patches are computed as a convolution; the highest precision keeps the copied pixels exact
+        # where the default would round them (TF32 or bfloat16 on GPUs and TPUs).
         patches = jax.lax.conv_general_dilated_patches(
             images, self.kernel_size, self.stride, self.padding, rhs_dilation=self.dilation,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=jax.lax.Precision.HIGHEST,
         )
         return patches.reshape(*batch, *patches.shape[1:])
 

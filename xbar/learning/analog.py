@@ -316,10 +316,7 @@ class AnalogConv2D(eqx.Module):
     def __call__(self, params: dict, x, t, *, key: jax.Array):
         """Return activation(conv(x, kernel) + b) for images x (N, H, W, C_in), the tile read at time t (s)."""
         im2col = Conv2D(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding)
-        # Patches are copies of pixels, computed as a convolution. The default precision may round them to
-        # TF32 or bfloat16 on GPUs and TPUs, while the highest keeps them exact.
-        with jax.default_matmul_precision("highest"):
-            patches = im2col.patches(x)
+        patches = im2col.patches(x)
         y = _tile_product(self.tile, im2col.kernel_matrix(params["weights"]), patches, t, key) + params["bias"]
         return _activation_function(self.activation)(y)
 
