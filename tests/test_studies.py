@@ -63,3 +63,58 @@ def test_ideal_tile_has_no_error():
     ds = studies.run_study(config)
 
     assert float(ds["mvm_error"].max()) < 1e-6
+
+
+# Multi-tile cores, bit slicing and cost from the TOML ([core], [slicing], [cost]).
+
+IDEAL_CORE = """
+[device]
+model = "ideal"
+[array]
+rows = 40
+cols = 12
+[core]
+tile_rows = 16
+tile_cols = 5
+[workload]
+batch = 8
+"""
+
+
+def test_ideal_multi_tile_core_from_toml_has_no_error():
+    """40 x 12 weights over 3 x 3 tiles of 16 x 5 (both sizes leave partial tiles) are exact when ideal."""
+    ds = studies.run_study(parse_config(IDEAL_CORE))
+    assert float(ds["mvm_error"].max()) < 1e-6
+
+
+def test_bit_serial_error_shrinks_with_input_bits():
+    """With ideal devices the only error is the rounding of the inputs: at most half a step of 2^-bits each."""
+    config = parse_config(IDEAL_CORE + '[[sweep.axes]]\nkey = "slicing.input_bits"\nvalues = [2, 4, 8]\n')
+    errors = studies.run_study(config)["mvm_error"].values.ravel()
+    assert errors[0] > errors[1] > errors[2] > 0
+    # The relative error of uniform inputs rounded to 2^bits levels is about 2^-bits / sqrt(3) / rms(x),
+    # rms(x) = 1/sqrt(3) for x uniform on [-1, 1]; a factor 2 covers the spread of a batch of 8.
+    for bits, error in zip((2, 4, 8), errors):
+        assert error < 2.0 * 2.0**-bits
+
+
+def test_cost_variables_are_reported_per_vector():
+    config = parse_config(IDEAL_CORE + '[cost]\nadc_fom = 20e-15\n')
+    ds = studies.run_study(config)
+    for name, units in (("energy_total", "J"), ("latency", "s"), ("area_total", "m^2"), ("tops_per_watt", "TOPS/W")):
+        assert ds[name].attrs["units"] == units
+        assert float(ds[name].min()) > 0
+    # Operations per vector: a multiply and an add per weight.
+    assert float(ds["operations"].max()) == 2 * 40 * 12
+    energy_parts = sum(float(ds[f"energy_{part}"].max()) for part in ("array_read", "dac", "adc", "digital", "buffer", "programming"))
+    np.testing.assert_allclose(float(ds["energy_total"].max()), energy_parts, rtol=1e-5)
+    # The ADC energy scales with its figure of merit.
+    half = studies.run_study(parse_config(IDEAL_CORE + '[cost]\nadc_fom = 10e-15\n'))
+    np.testing.assert_allclose(float(ds["energy_adc"].max()), 2 * float(half["energy_adc"].max()), rtol=1e-5)
+
+
+def test_bad_slicing_is_a_config_error():
+    from xbar.config import ConfigError
+
+    with pytest.raises(ConfigError, match="slicing"):
+        parse_config(IDEAL_CORE + "[slicing]\nweight_slices = 2\n")

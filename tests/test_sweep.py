@@ -83,8 +83,9 @@ def test_max_chunk_bytes_splits_into_chunks():
     reference = sweep(vector_metric, axes, seeds=3)
     ds = sweep(vector_metric, axes, seeds=3, max_chunk_bytes=64, progress=lambda done, total: calls.append(done))
     np.testing.assert_array_equal(ds["v"].values, reference["v"].values)
-    # 9 points at 4 points (64 bytes) per chunk: chunks end after 4, 8 and 9 points.
-    assert calls == [4, 8, 9]
+    # 9 points at 4 points (64 bytes) per chunk: a first report before any chunk, then chunks end after
+    # 4, 8 and 9 points.
+    assert calls == [0, 4, 8, 9]
 
 
 def test_seeds_reproducible_and_distinct():
@@ -188,12 +189,13 @@ def test_looped_axis_may_change_array_shapes():
 def test_progress_reports_all_points():
     calls = []
     sweep(affine_noise, two_axes(b_vectorized=False), seeds=2, chunk_size=4, progress=lambda d, t: calls.append((d, t)))
-    # 3 values of a times 2 seeds = 6 points per looped value of b, in chunks of 4 and 2.
-    assert calls == [(4, 12), (6, 12), (10, 12), (12, 12)]
+    # 3 values of a times 2 seeds = 6 points per looped value of b, in chunks of 4 and 2, after a first
+    # report of 0 points before any chunk runs.
+    assert calls == [(0, 12), (4, 12), (6, 12), (10, 12), (12, 12)]
 
 
-def test_logs_one_debug_line_per_chunk(caplog, capsys):
-    with caplog.at_level(logging.DEBUG, logger="xbar.variability.sweep"):
+def test_logs_one_line_per_chunk(caplog, capsys):
+    with caplog.at_level(logging.INFO, logger="xbar.variability.sweep"):
         sweep(affine_noise, two_axes(), seeds=2, chunk_size=5)
     chunk_lines = [record for record in caplog.records if record.name == "xbar.variability.sweep"]
     assert len(chunk_lines) == 3  # 12 points in chunks of 5

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.resources
+import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -15,6 +18,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_STUDY = "pcm_drift"
+# The chunk store of OUT.nc is the folder OUT.nc.parts beside it.
+STORE_SUFFIX = ".parts"
 
 
 class UsageError(Exception):
@@ -44,34 +49,84 @@ def resolve_config(argument: str | None) -> tuple[Path, bool]:
     )
 
 
-def _progress_printer(quiet: bool):
-    """Return a progress callback (done, total) for the terminal, and a function that closes it."""
-    if quiet:
-        return None, lambda: None
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}
+
+
+def parse_size(text: str) -> int:
+    """Return the bytes of a size such as "512MiB", "2GB", "4G" or "1000000" (K, M, G, T are powers of 1024)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _SIZE_UNITS:
+        raise argparse.ArgumentTypeError(
+            f"invalid size {text!r}: write a number of bytes with an optional unit, e.g. 512MiB, 2GB or 4G"
+        )
+    size = int(float(match.group(1)) * _SIZE_UNITS[unit])
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: it must be at least 1 byte")
+    return size
+
+
+def _progress_printer():
+    """Return a progress callback (done, total) that draws a bar on the terminal, and a function that closes it."""
     try:
         from tqdm import tqdm
     except ImportError:
         tqdm = None
-    state = {"bar": None, "start": time.monotonic()}
+    state = {"bar": None, "start": None, "initial": 0}
 
     def update(done, total):
+        # The sweep reports first the points finished before it started (0, or those of a resumed
+        # store), so that the rate counts only points computed now.
         if tqdm is not None:
             if state["bar"] is None:
-                state["bar"] = tqdm(total=total, unit="point", desc="sweep", file=sys.stderr)
+                state["bar"] = tqdm(total=total, initial=done, unit="point", desc="sweep", file=sys.stderr)
             state["bar"].update(done - state["bar"].n)
             return
+        if state["start"] is None:
+            state["start"], state["initial"] = time.monotonic(), done
         elapsed = time.monotonic() - state["start"]
-        rate = done / elapsed if elapsed > 0 else 0.0
+        rate = (done - state["initial"]) / elapsed if elapsed > 0 else 0.0
         left = (total - done) / rate if rate > 0 else float("nan")
         print(f"\rsweep: {done}/{total} points, {rate:.1f} points/s, {left:.0f} s left   ", end="", file=sys.stderr, flush=True)
 
     def close():
         if state["bar"] is not None:
             state["bar"].close()
-        elif tqdm is None:
+        elif state["start"] is not None:
             print(file=sys.stderr)
+        state["bar"] = state["start"] = None
 
     return update, close
+
+
+@contextlib.contextmanager
+def _log_to_stderr(level: int):
+    """Print the records of xbar's loggers at `level` and above to stderr while the block runs."""
+    package_logger = logging.getLogger("xbar")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    previous_level = package_logger.level
+    package_logger.addHandler(handler)
+    package_logger.setLevel(level)
+    try:
+        yield
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(previous_level)
+
+
+def _check_scheduler_argument(scheduler: str) -> None:
+    from .variability.distributed import check_scheduler
+
+    try:
+        check_scheduler(scheduler)
+    except (ImportError, ValueError) as error:
+        raise UsageError(f"--scheduler: {error}") from None
 
 
 def command_sweep(args) -> int:
@@ -91,29 +146,54 @@ def command_sweep(args) -> int:
     if output.suffix != ".nc":
         raise UsageError(f"output {str(output)!r} must end in .nc (NetCDF)")
     plot_path = output.with_suffix(".png")
+    store = output.with_name(output.name + STORE_SUFFIX)
     if output.is_dir():
         raise UsageError(f"output {str(output)!r} is a folder; pass a file path ending in .nc")
     for path in (output, None if args.no_plot else plot_path):
         if path is not None and path.exists() and not args.overwrite:
             raise UsageError(f"{str(path)!r} already exists; pass --overwrite to replace it or -o to write elsewhere")
+    if store.exists() and not args.resume:
+        raise UsageError(
+            f"the chunk store {str(store)!r} of an unfinished sweep exists; pass --resume to continue that sweep, "
+            "or delete the folder to start over"
+        )
+    if args.scheduler is not None:
+        _check_scheduler_argument(args.scheduler)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UsageError(f"cannot create the output folder {str(output.parent)!r}: {error}") from None
 
-    from .studies import run_study
+    from .studies import MEMORY_BUDGET, run_study
+    from .variability.distributed import ClusterError
     from .variability.output import plot_sweep, summary_table, write_netcdf
+    from .variability.store import StoreError, remove_store
 
     points = len(config.seeds)
     for axis in config.axes:
         points *= len(axis.values)
     print(f"xbar {__version__}: study {config.name!r} from {config_path} ({points} points)", file=sys.stderr)
-    progress, close = _progress_printer(args.quiet)
+    show_bar = not args.quiet and sys.stderr.isatty()
+    progress, close = _progress_printer() if show_bar else (None, lambda: None)
     start = time.monotonic()
     try:
-        ds = run_study(config, progress=progress)
-    except ImportError as error:
+        with _log_to_stderr(logging.WARNING if show_bar else logging.INFO):
+            ds = run_study(
+                config, progress=progress, store=store, resume=args.resume,
+                memory_budget=MEMORY_BUDGET if args.memory is None else args.memory, scheduler=args.scheduler,
+            )
+    except (ImportError, StoreError) as error:
         raise UsageError(str(error)) from None
+    except ClusterError as error:
+        close()
+        print(f"xbar: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        close()
+        if store.exists():
+            print(f"\nxbar: finished chunks are kept in {store}; run the same command with --resume to continue",
+                  file=sys.stderr)
+        raise
     finally:
         close()
     elapsed = time.monotonic() - start
@@ -121,9 +201,19 @@ def command_sweep(args) -> int:
     print(summary_table(ds, max_rows=500))
     write_netcdf(ds, output)
     print(f"wrote {output} ({elapsed:.1f} s)")
+    if args.keep_store:
+        print(f"kept the chunk store {store}")
+    else:
+        remove_store(store)
     if not args.no_plot:
         try:
-            plot_sweep(ds, plot_path)
+            if ds.attrs.get("workload") == "hwa_digits":
+                # Both trainings against time, one panel per network, instead of the first metric alone.
+                from .hwa_digits import plot_hwa_digits
+
+                plot_hwa_digits(ds, plot_path)
+            else:
+                plot_sweep(ds, plot_path)
         except (ImportError, ValueError) as error:
             print(f"no plot written: {error}", file=sys.stderr)
         else:
@@ -168,7 +258,30 @@ def build_parser() -> argparse.ArgumentParser:
                        "for a bundled study, in the current folder); the plot goes beside it as .png")
     sweep.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     sweep.add_argument("--no-plot", action="store_true", help="do not write the PNG plot")
-    sweep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sweep.add_argument(
+        "-q", "--quiet", action="store_true",
+        help="no progress bar: log one line per finished chunk instead (the default when stderr is not a terminal)",
+    )
+    sweep.add_argument(
+        "--resume", action="store_true",
+        help=f"continue an interrupted sweep from the finished chunks in OUTPUT{STORE_SUFFIX}/ (a new sweep starts "
+        "when there is none); the configuration must be unchanged",
+    )
+    sweep.add_argument(
+        "--keep-store", action="store_true",
+        help=f"keep the chunk folder OUTPUT{STORE_SUFFIX}/ after the output is written (default: delete it)",
+    )
+    sweep.add_argument(
+        "--memory", type=parse_size, metavar="SIZE",
+        help="working memory of one chunk, which sets the chunk size: bytes, or a number with a unit such as 512MiB, "
+        "2GB or 4G (K, M, G, T are powers of 1024); default 1GiB, per worker with --scheduler",
+    )
+    sweep.add_argument(
+        "--scheduler", metavar="ADDRESS",
+        help="run the chunks on a dask.distributed cluster: a scheduler address (tcp://host:8786), a scheduler file "
+        "(.json), or local:N for N worker processes on this machine; needs the distributed extra, and the output "
+        "folder must be on a file system that every worker shares",
+    )
     sweep.set_defaults(handler=command_sweep)
 
     validate = commands.add_parser("validate", help="compare the models with published curves")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._validation import is_concrete
-from .crossbar import ADC, DAC, Parasitics, Tile
+from .crossbar import ADC, DAC, Core, CostModel, Parasitics, Slicing, Tile
 from .devices import PCM, Endurance, IdealDevice, ProgramVerify
 from .devices.presets import list_presets, preset
 from .variability import StuckAtFaults
@@ -32,7 +32,7 @@ DEVICE_MODELS = {"pcm": PCM, "ideal": IdealDevice, "preset": None}
 # device.model also accepts the name of a preset, which selects that preset with its own parameters, so that
 # one sweep axis can visit the ideal device, the PCM model and presets.
 PRESET_MODELS = tuple(list_presets())
-WORKLOADS = ("mvm_error", "digits", "stdp_digits")
+WORKLOADS = ("mvm_error", "digits", "stdp_digits", "hwa_digits")
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class Key:
 
 _NUMBER = (int, float)
 _BITS = (int, str)  # an integer, or "ideal"
+
+_COST = CostModel()
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "study": {
@@ -89,6 +91,42 @@ SCHEMA: dict[str, dict[str, Key]] = {
             _NUMBER, 0.5, "row input level of the compensation, as a share of the read voltage", units="1", positive=True
         ),
     },
+    "core": {
+        "tile_rows": Key(
+            (int,), 0, "rows of each tile of a multi-tile core; 0 puts each weight matrix on one tile of its own size",
+            sweepable=False,
+        ),
+        "tile_cols": Key(
+            (int,), 0, "columns of each tile of a multi-tile core; 0 puts each weight matrix on one tile of its own size",
+            sweepable=False,
+        ),
+    },
+    "slicing": {
+        "input_bits": Key(
+            (int,), 0, "magnitude bits of bit-serial inputs, one read per bit; 0 for one analog read through the DAC",
+            sweepable=False,
+        ),
+        "weight_slices": Key((int,), 1, "devices of binary significance per weight", sweepable=False, positive=True),
+        "bits_per_slice": Key((int,), 0, "bits stored by each slice device; 0 for analog weights", sweepable=False),
+        "negative": Key(
+            (str,), "differential", "signed weights by differential pairs, or by an offset and a reference column",
+            sweepable=False, choices=("differential", "offset"),
+        ),
+    },
+    "cost": {
+        # Defaults and their sources: xbar.crossbar.cost.CostModel.
+        "adc_fom": Key(_NUMBER, _COST.adc_fom, "ADC energy per conversion step (Walden figure of merit)", units="J"),
+        "adc_time": Key(_NUMBER, _COST.adc_time, "ADC conversion time", units="s"),
+        "adc_area": Key(_NUMBER, _COST.adc_area, "area of one ADC", units="m^2"),
+        "dac_energy_per_bit": Key(_NUMBER, _COST.dac_energy_per_bit, "DAC energy per conversion and bit", units="J"),
+        "add_energy": Key(_NUMBER, _COST.add_energy, "energy of one digital addition", units="J"),
+        "cell_area_f2": Key(_NUMBER, _COST.cell_area_f2, "area of one cell in squared feature sizes", units="1"),
+        "feature_size": Key(_NUMBER, _COST.feature_size, "feature size of the technology", units="m"),
+        "input_encoding": Key(
+            (str,), _COST.input_encoding, "inputs as read-voltage amplitudes or as pulse widths", sweepable=False,
+            choices=("amplitude", "pulse_width"),
+        ),
+    },
     "dac": {
         "bits": Key(_BITS, "ideal", 'input DAC resolution in bits, or "ideal"', sweepable=False),
         "input_range": Key(_NUMBER, 1.0, "input magnitude mapped to the full read voltage", units="1", positive=True),
@@ -122,11 +160,38 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "weights_high": Key(_NUMBER, 1.0, "upper bound of the uniform weights (mvm_error)", sweepable=False),
         "inputs_low": Key(_NUMBER, -1.0, "lower bound of the uniform inputs (mvm_error)", sweepable=False),
         "inputs_high": Key(_NUMBER, 1.0, "upper bound of the uniform inputs (mvm_error)", sweepable=False),
-        "hidden": Key((int,), 32, "hidden units of the perceptron (digits)", sweepable=False, positive=True),
-        "train_steps": Key((int,), 400, "full-batch Adam steps of software training (digits)", sweepable=False, positive=True),
-        "learning_rate": Key(_NUMBER, 0.01, "Adam learning rate (digits)", sweepable=False, positive=True),
+        "hidden": Key((int,), 32, "hidden units of the perceptron (digits, hwa_digits)", sweepable=False, positive=True),
+        "train_steps": Key(
+            (int,), 400, "full-batch Adam steps of software training (digits; before the two trainings of hwa_digits)",
+            sweepable=False, positive=True,
+        ),
+        "learning_rate": Key(_NUMBER, 0.01, "Adam learning rate (digits, hwa_digits)", sweepable=False, positive=True),
         "test_fraction": Key(_NUMBER, 0.25, "share of the digits held out for testing", sweepable=False, positive=True),
-        "training_seed": Key((int,), 0, "seed of the data split and of training (digits)", sweepable=False),
+        "training_seed": Key((int,), 0, "seed of the data split and of training (digits, hwa_digits)", sweepable=False),
+        # hwa_digits: hardware-aware against software training (xbar.hwa_digits describes both).
+        "network": Key(
+            (str,), "mlp", "network trained: a multilayer perceptron or a small convolutional network (hwa_digits)",
+            sweepable=False, choices=("mlp", "cnn"),
+        ),
+        "channels": Key(
+            (int,), 8, "output channels of the 3 x 3 convolution of the cnn (hwa_digits)", sweepable=False, positive=True
+        ),
+        "hwa_steps": Key(
+            (int,), 400, "full-batch Adam steps after train_steps, hardware-aware for one network and in software for "
+            "the other (hwa_digits)", sweepable=False, positive=True,
+        ),
+        "weight_clip": Key(
+            _NUMBER, 2.5, "weight clipping in hardware-aware training, in standard deviations of each layer's "
+            "weights after train_steps (hwa_digits)", sweepable=False, units="1", positive=True,
+        ),
+        "horizon_min": Key(
+            _NUMBER, 1.0, "shortest read time after programming drawn in hardware-aware training (hwa_digits)",
+            sweepable=False, units="s", positive=True,
+        ),
+        "horizon_max": Key(
+            _NUMBER, 3.1536e7, "longest read time after programming drawn in hardware-aware training (hwa_digits)",
+            sweepable=False, units="s", positive=True,
+        ),
         # stdp_digits: the unsupervised network of Diehl and Cook (2015); xbar.learning.diehl_cook gives the
         # sources of the defaults.
         "neurons": Key((int,), 100, "excitatory neurons (stdp_digits)", sweepable=False, positive=True),
@@ -371,6 +436,7 @@ def _parse(text: str, source: str) -> StudyConfig:
     axes = tuple(_parse_axis(entry, i, schema, source) for i, entry in enumerate(sections["sweep"]["axes"]))
     _check_swept_ranges(sections, axes, source)
     _check_parasitics(sections, axes, source)
+    _check_slicing(sections, axes, source)
     if sections["study"]["workload"] == "stdp_digits":
         _check_stdp_digits(sections, axes, source)
     names = [axis.name for axis in axes]
@@ -509,6 +575,23 @@ def _check_parasitics(sections, axes, source):
         )
 
 
+def _check_slicing(sections, axes, source):
+    """Every combination of swept [slicing] values must be a valid number representation."""
+    combos = [dict(sections["slicing"])]
+    for axis in axes:
+        touched = [key.split(".", 1)[1] for key in axis.keys if key.startswith("slicing.")]
+        if touched:
+            combos = [{**combo, **{name: value for name in touched}} for combo in combos for value in axis.values]
+    for combo in combos:
+        try:
+            Slicing(
+                input_bits=combo["input_bits"] or None, weight_slices=combo["weight_slices"],
+                bits_per_slice=combo["bits_per_slice"] or None, negative=combo["negative"],
+            )
+        except ValueError as error:
+            raise ConfigError(f"{source}: [slicing] {error}") from None
+
+
 def _parse_seeds(seeds, source) -> tuple[int, ...]:
     if isinstance(seeds, int):
         if seeds < 1:
@@ -642,6 +725,40 @@ def build_tile(sections, *, adc_range=None) -> Tile:
         ir_compensation=wires["compensation"],
         compensation_input=wires["compensation_input"],
     )
+
+
+def uses_core(sections) -> bool:
+    """True when the configuration asks for multi-tile cores or a number representation other than the default."""
+    core, slicing = sections["core"], sections["slicing"]
+    return bool(
+        core["tile_rows"] or core["tile_cols"] or slicing["input_bits"] or slicing["bits_per_slice"]
+        or slicing["weight_slices"] != 1 or slicing["negative"] != "differential"
+    )
+
+
+def build_core(sections, shape: tuple[int, int], *, adc_range=None) -> Core:
+    """Construct the core that holds a weight matrix of `shape` (rows, columns) for a configuration.
+
+    A tile size of 0 takes the matrix's own size, so that one tile holds it. Every tile gets the ADC range
+    calibrated on the whole matrix's outputs, an upper bound of each tile's partial sums.
+    """
+    core, slicing = sections["core"], sections["slicing"]
+    tile_shape = (core["tile_rows"] or int(shape[0]), core["tile_cols"] or int(shape[1]))
+    try:
+        representation = Slicing(
+            input_bits=slicing["input_bits"] or None,
+            weight_slices=slicing["weight_slices"],
+            bits_per_slice=slicing["bits_per_slice"] or None,
+            negative=slicing["negative"],
+        )
+    except ValueError as error:
+        raise ConfigError(f"[slicing]: {error}") from None
+    return Core(tile=build_tile(sections, adc_range=adc_range), tile_shape=tile_shape, slicing=representation)
+
+
+def build_cost_model(sections) -> CostModel:
+    """Construct the energy, latency and area constants of a configuration (`[cost]`)."""
+    return CostModel(**sections["cost"])
 
 
 def _is_zero(value) -> bool:

@@ -14,6 +14,10 @@
   [0, initial_weight x weight_range] (published: 0.003 to 0.303). The [workload] defaults are the published
   values, which suit 784 inputs and long training; `examples/stdp_digits.toml` gives the ones for 64
   inputs and short runs.
+- `hwa_digits`: a multilayer perceptron or a small convolutional network trained on the digits once in
+  software and once with hardware-aware training through the PCM tile model (Joshi et al., Nature
+  Communications 11, 2473, 2020), both mapped onto one tile per layer; test accuracy of each
+  (`xbar.hwa_digits`).
 
 Everything traced (programming, reading, products, metrics) runs inside the sweep; data generation,
 training and calibration run once, eagerly, before it.
@@ -31,18 +35,20 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
-from .config import ConfigError, StudyConfig, build_device, build_tile
-from .crossbar import nominal_range
+from .config import ConfigError, StudyConfig, build_core, build_cost_model, build_device, build_tile, uses_core
+from .crossbar import COST_VARIABLES, Cost, core_cost, nominal_range, tile_cost, tops_per_watt
 from .devices import IdealDevice
 from .learning import STDP, Network, Synapses
 from .learning.diehl_cook import (
     Presentation, assign_labels, classify, diehl_cook_neurons, spike_counts, train_unsupervised, training_rates,
 )
+from .variability.store import fingerprint_text
 from .variability.sweep import Axis, sweep
 
 logger = logging.getLogger(__name__)
 
-# Working memory allowed for the vectorized points evaluated together in one chunk (bytes).
+# Default working memory (bytes) of the vectorized points evaluated together in one chunk, per process
+# that evaluates chunks. `xbar sweep --memory` sets another.
 MEMORY_BUDGET = 1 << 30
 
 # Tags that derive independent streams from one seed's key.
@@ -62,8 +68,36 @@ class Workload:
     point_bytes: int = 0  # estimated working memory of one grid point, 0 when negligible
 
 
-def run_study(config: StudyConfig, *, progress=None) -> xr.Dataset:
-    """Run the sweep of a study and return its labeled results."""
+def run_study(
+    config: StudyConfig,
+    *,
+    progress=None,
+    store=None,
+    resume: bool = False,
+    memory_budget: int = MEMORY_BUDGET,
+    scheduler=None,
+) -> xr.Dataset:
+    """Run the sweep of a study and return its labeled results.
+
+    Args:
+        config: the study.
+        progress: `progress(done_points, total_points)`, called before the first chunk and after each one.
+        store: folder in which each finished chunk is written (see `xbar.variability.store`). The store
+            identifies the study by a hash of `config.text`, so it rejects a changed configuration. The
+            folder is kept; delete it once the result is saved.
+        resume: continue the sweep in an existing `store` instead of rejecting it.
+        memory_budget: working memory, in bytes, of the points that one chunk evaluates together. The
+            chunk size is this budget over the workload's estimate of one point's memory. Workloads
+            that estimate 0 (negligible) evaluate all points of a looped combination in one chunk.
+            With a scheduler, the budget applies to each worker.
+        scheduler: dask.distributed scheduler to run the chunks on (needs `store`); see
+            `xbar.variability.sweep`.
+
+    Raises:
+        ValueError: on an invalid memory_budget, or a store that this study cannot use.
+    """
+    if isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or memory_budget < 1:
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
     workload = _WORKLOADS[config.sections["study"]["workload"]](config)
     by_name = {axis.name: axis.keys for axis in config.axes}
 
@@ -83,15 +117,33 @@ def run_study(config: StudyConfig, *, progress=None) -> xr.Dataset:
         "config_source": config.source,
         "xbar_version": __version__,
     }
-    # Vectorized points of one chunk run together, so their working memory adds up: bound it.
-    chunk_size = max(1, MEMORY_BUDGET // workload.point_bytes) if workload.point_bytes else None
     ds = sweep(
-        simulate, axes, seeds=list(config.seeds), seed_data=workload.seed_data, chunk_size=chunk_size,
+        simulate, axes, seeds=list(config.seeds), seed_data=workload.seed_data,
+        chunk_size=chunk_size_for_budget(workload.point_bytes, memory_budget),
         metric_units=workload.metric_units, attrs=attrs, progress=progress,
+        store=store, resume=resume, fingerprint=fingerprint_text(config.text), scheduler=scheduler,
     )
     for name, value in workload.extra.items():
         ds[name] = xr.DataArray(value, attrs=workload.extra_attrs.get(name, {}))
     return ds
+
+
+def chunk_size_for_budget(point_bytes: int, memory_budget: int) -> int | None:
+    """Return the points per chunk whose estimated working memory fits `memory_budget` (bytes).
+
+    Vectorized points of one chunk run together, so their working memory adds up. Returns None (the
+    sweep's default) when `point_bytes` is 0, and 1 when a single point exceeds the budget, which is
+    logged as a warning.
+    """
+    if not point_bytes:
+        return None
+    if point_bytes > memory_budget:
+        logger.warning(
+            "one grid point needs about %d bytes, more than the memory budget of %d bytes; evaluating one point "
+            "per chunk", point_bytes, memory_budget,
+        )
+        return 1
+    return memory_budget // point_bytes
 
 
 # mvm_error
@@ -118,10 +170,9 @@ def _mvm_error(config: StudyConfig) -> Workload:
         r, c = sections["array"]["rows"], sections["array"]["cols"]
         weights, inputs, ideal = data["weights"][:r, :c], data["inputs"][:, :r], data["ideal"][f"{r}x{c}"]
         adc_range = _calibrated_adc_range(sections, ideal, weights)
-        tile = build_tile(sections, adc_range=adc_range)
-        y = tile.forward(weights, inputs, sections["read"]["time"], key=key)
+        y, cost = _run_layer(sections, weights, inputs, sections["read"]["time"], adc_range, key)
         error = jnp.linalg.norm(y - ideal) / jnp.linalg.norm(ideal)
-        return {"mvm_error": error}
+        return {"mvm_error": error, **_cost_metrics(cost, batch)}
 
     # Per point: about 32 float32 arrays of the tile's size (targets, states, noise, reads) and eight of
     # the batch's size, an estimate fitted to the peak memory of a 1024 x 1024 sweep on CPU. With wire
@@ -129,7 +180,41 @@ def _mvm_error(config: StudyConfig) -> Workload:
     point_bytes = 4 * (32 * rows * cols + 8 * batch * (rows + cols))
     if _has_wires(config):
         point_bytes += 4 * 2 * 16 * batch * rows * cols
-    return Workload(simulate, seed_data, {"mvm_error": "1"}, {}, {}, point_bytes)
+    if config.sections["slicing"]["input_bits"]:
+        point_bytes += 4 * 8 * config.sections["slicing"]["input_bits"] * batch * cols
+    point_bytes *= config.sections["slicing"]["weight_slices"]
+    return Workload(simulate, seed_data, {"mvm_error": "1", **_COST_UNITS}, {}, {}, point_bytes)
+
+
+# Energy, latency and area of every run, per input vector (xbar.crossbar.cost).
+
+_COST_UNITS = {**COST_VARIABLES, "tops_per_watt": "TOPS/W"}
+
+
+def _run_layer(sections, weights, x, t, adc_range, key):
+    """Program `weights`, read them at time t and return (x @ W, the cost of the products).
+
+    One tile of the matrix's size holds the weights unless `[core]` or `[slicing]` asks for a multi-tile core
+    or another number representation.
+    """
+    key_program, key_read, key_product = jax.random.split(key, 3)
+    model = build_cost_model(sections)
+    if uses_core(sections):
+        core = build_core(sections, weights.shape, adc_range=adc_range)
+        state = core.program(weights, key=key_program)
+        y = core.matmul(state, core.read(state, t, key=key_read), x, key=key_product)
+        return y, core_cost(core, state, x, model=model)
+    tile = build_tile(sections, adc_range=adc_range)
+    state = tile.program(weights, key=key_program)
+    y = tile.matmul(tile.read(state, t, key=key_read), x, key=key_product)
+    return y, tile_cost(tile, state, x, model=model)
+
+
+def _cost_metrics(cost: Cost, vectors: int) -> dict:
+    """Return the cost variables per input vector (energy, latency, operations) and the core's area."""
+    values = cost.as_dict()
+    per_vector = {name: value if name.startswith("area") else value / vectors for name, value in values.items()}
+    return {**per_vector, "tops_per_watt": tops_per_watt(cost)}
 
 
 def _array_shapes(config: StudyConfig) -> list[tuple[int, int]]:
@@ -236,17 +321,26 @@ def _digits(config: StudyConfig) -> Workload:
     def simulate(sections, key, data):
         del data
         key_1, key_2 = jax.random.split(key)
-        layer_1 = build_tile(sections, adc_range=_calibrated_adc_range(sections, outputs_1, params["w1"]))
+        range_1 = _calibrated_adc_range(sections, outputs_1, params["w1"])
         sections_2 = {**sections, "dac": {**sections["dac"], "input_range": hidden_range}}
-        layer_2 = build_tile(sections_2, adc_range=_calibrated_adc_range(sections_2, outputs_2, params["w2"]))
+        range_2 = _calibrated_adc_range(sections_2, outputs_2, params["w2"])
         t = sections["read"]["time"]
-        hidden = jax.nn.relu(layer_1.forward(params["w1"], x_test, t, key=key_1) + params["b1"])
-        logits = layer_2.forward(params["w2"], hidden, t, key=key_2) + params["b2"]
-        return {"accuracy": jnp.mean(jnp.argmax(logits, axis=1) == y_test)}
+        products_1, cost_1 = _run_layer(sections, params["w1"], x_test, t, range_1, key_1)
+        hidden = jax.nn.relu(products_1 + params["b1"])
+        products_2, cost_2 = _run_layer(sections_2, params["w2"], hidden, t, range_2, key_2)
+        logits = products_2 + params["b2"]
+        # The layers run one after the other, each on its own cores.
+        cost = cost_1.then(cost_2)
+        return {"accuracy": jnp.mean(jnp.argmax(logits, axis=1) == y_test), **_cost_metrics(cost, len(y_test))}
 
     extra = {"software_accuracy": software}
     extra_attrs = {"software_accuracy": {"units": "1", "long_name": "test accuracy of the network in software (float32)"}}
-    return Workload(simulate, None, {"accuracy": "1"}, extra, extra_attrs)
+    # Per point: about 32 arrays of each layer's size (states, reads, noise) and 8 of the test batch's
+    # activations per layer (the same estimate as mvm_error's).
+    hidden = params["w1"].shape[1]
+    sizes = params["w1"].size + params["w2"].size
+    point_bytes = 4 * (32 * sizes + 8 * len(y_test) * (x_test.shape[1] + 2 * hidden + params["w2"].shape[1]))
+    return Workload(simulate, None, {"accuracy": "1", **_COST_UNITS}, extra, extra_attrs, point_bytes)
 
 
 # stdp_digits
@@ -340,4 +434,14 @@ def _is_zero(value) -> bool:
     return isinstance(value, (int, float)) and value == 0
 
 
-_WORKLOADS = {"mvm_error": _mvm_error, "digits": _digits, "stdp_digits": _stdp_digits}
+# hwa_digits
+
+
+def _hwa_digits(config: StudyConfig) -> Workload:
+    # Imported on use: xbar.hwa_digits builds on this module's Workload and digits helpers.
+    from .hwa_digits import build_workload
+
+    return build_workload(config)
+
+
+_WORKLOADS = {"mvm_error": _mvm_error, "digits": _digits, "stdp_digits": _stdp_digits, "hwa_digits": _hwa_digits}

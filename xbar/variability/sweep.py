@@ -6,6 +6,11 @@ amplitude) are vectorized: their values reach the function as traced float32 sca
 `jit(vmap(...))` evaluates many grid points at once. Axes that change shapes or Python control flow (array
 size, device model, number of ADC bits, a boolean switch) are looped in Python, and each combination of
 their values is compiled once.
+
+The points of each looped combination are evaluated in chunks of a fixed size. With a store, every
+finished chunk is written to disk at once (`xbar.variability.store`), so that a killed sweep resumes
+where it stopped, and the chunks can run as tasks on a dask.distributed cluster
+(`xbar.variability.distributed`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ import itertools
 import logging
 import math
 import numbers
+import os
+import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -23,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
+
+from .store import ChunkLayout, ChunkStore
 
 __all__ = ["Axis", "MAX_CHUNK_BYTES", "SEED_DIM", "sweep"]
 
@@ -430,50 +440,233 @@ def _check_metric_strings(option: str, mapping: Mapping, specs: Mapping) -> None
             raise ValueError(f"{option}[{name!r}] must be a string, got {text!r}")
 
 
+
 def _default_chunk_size(specs: Mapping[str, _MetricSpec], n_points: int, max_chunk_bytes: int) -> int:
     bytes_per_point = sum(math.prod(spec.shape) * spec.dtype.itemsize for spec in specs.values())
     return max(1, min(n_points, max_chunk_bytes // max(1, bytes_per_point)))
 
 
-def _evaluate_combination(
-    evaluate: Callable,
-    looped: Mapping[str, Any],
-    specs: Mapping[str, _MetricSpec],
-    grid_shape: tuple[int, ...],
-    vectorized_values: Mapping[str, np.ndarray],
-    keys: jax.Array,
-    data: Any,
-    chunk: int,
-    report: Callable[[int], None],
-) -> dict[str, np.ndarray]:
-    """Evaluate every vectorized grid point and seed of one looped combination, one padded chunk at a time.
+@dataclasses.dataclass(frozen=True)
+class _ChunkOutput:
+    arrays: dict[str, np.ndarray]  # metric -> (chunk points, *metric shape)
+    compute_s: float  # the jitted call until its outputs are ready, compilation included when `compiled`
+    compiled: bool  # True when this call compiled the combination's function
 
-    Returns each metric as an array of shape (points, *metric_shape), with the points in C order of
-    `grid_shape`, whose last axis is the seed.
+
+class _SweepPlan:
+    """The function and inputs that evaluate any chunk of one sweep: fn, the grid, the seeds and their data.
+
+    A plan is picklable (with cloudpickle when fn is a closure), so that a distributed sweep sends it to
+    each worker once. Each process compiles the function of a looped combination once, on the first
+    chunk of that combination that it evaluates, and keeps it in the plan.
     """
-    n_points = math.prod(grid_shape)
-    batched = jax.jit(jax.vmap(evaluate, in_axes=(0, 0, None, None)))
-    results = {name: np.empty((n_points,) + spec.shape, dtype=spec.dtype) for name, spec in specs.items()}
-    n_chunks = -(-n_points // chunk)
-    for chunk_index in range(n_chunks):
-        start = chunk_index * chunk
-        stop = min(start + chunk, n_points)
+
+    def __init__(
+        self,
+        fn: Callable,
+        axes: list[Axis],
+        combinations: list[dict[str, Any]],
+        vectorized_values: dict[str, np.ndarray],
+        seeds: list[int],
+        data: Any,
+        grid_shape: tuple[int, ...],
+        specs: dict[str, _MetricSpec],
+        layout: ChunkLayout,
+    ) -> None:
+        self.fn = fn
+        self.axes = axes
+        self.combinations = combinations
+        self.vectorized_values = vectorized_values
+        self.seeds = seeds
+        self.data = data
+        self.grid_shape = grid_shape
+        self.specs = specs
+        self.layout = layout
+        # Identifies this plan in the caches of distributed workers; unique per sweep call.
+        self.token = secrets.token_hex(16)
+        self._init_caches()
+
+    def _init_caches(self) -> None:
+        self._seed_keys_cache: jax.Array | None = None
+        self._compiled: dict[int, Callable] = {}
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {name: value for name, value in self.__dict__.items() if name not in ("_seed_keys_cache", "_compiled", "_lock")}
+        # Host arrays travel; each process moves them to its own device once, in __setstate__.
+        state["data"] = jax.tree_util.tree_map(np.asarray, self.data)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.data = jax.tree_util.tree_map(jnp.asarray, self.data)
+        self._init_caches()
+
+    def _seed_keys(self) -> jax.Array:
+        if self._seed_keys_cache is None:
+            self._seed_keys_cache = jax.vmap(jax.random.key)(jnp.asarray(self.seeds, dtype=jnp.uint32))
+        return self._seed_keys_cache
+
+    def _batched(self, combination: int) -> tuple[Callable, bool]:
+        with self._lock:
+            batched = self._compiled.get(combination)
+            if batched is not None:
+                return batched, False
+            evaluate = _point_function(self.fn, self.axes, self.combinations[combination])
+            batched = jax.jit(jax.vmap(evaluate, in_axes=(0, 0, None, None)))
+            self._compiled[combination] = batched
+            return batched, True
+
+    def evaluate_chunk(self, index: int) -> _ChunkOutput:
+        """Evaluate the points of chunk `index`, padded to the compiled batch size."""
+        combination, start, stop = self.layout.bounds(index)
+        batched, compiled = self._batched(combination)
+        keys = self._seed_keys()
         # Padding repeats the last point, so that every call has the compiled batch size.
-        flat = np.minimum(np.arange(start, start + chunk), n_points - 1)
-        grid_index = np.unravel_index(flat, grid_shape)
-        vectorized = {name: values[grid_index[k]] for k, (name, values) in enumerate(vectorized_values.items())}
+        flat = np.minimum(np.arange(start, start + self.layout.chunk_size), self.layout.points - 1)
+        grid_index = np.unravel_index(flat, self.grid_shape)
+        vectorized = {name: values[grid_index[k]] for k, (name, values) in enumerate(self.vectorized_values.items())}
         seed_index = grid_index[-1].astype(np.int32)
 
         started = time.perf_counter()
-        out = batched(vectorized, seed_index, keys, data)
-        for name in specs:
-            results[name][start:stop] = np.asarray(out[name])[: stop - start]
-        logger.debug(
-            "sweep: %s, chunk %d/%d, points %d-%d of %d, %.3f s",
-            _describe(looped), chunk_index + 1, n_chunks, start, stop - 1, n_points, time.perf_counter() - started,
+        out = jax.block_until_ready(batched(vectorized, seed_index, keys, self.data))
+        compute_s = time.perf_counter() - started
+        arrays = {
+            name: np.asarray(out[name])[: stop - start].astype(spec.dtype, copy=False) for name, spec in self.specs.items()
+        }
+        return _ChunkOutput(arrays, compute_s, compiled)
+
+    def describe(self, index: int) -> str:
+        combination, start, stop = self.layout.bounds(index)
+        return f"{_describe(self.combinations[combination])}, points {start}-{stop - 1}"
+
+
+def _format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "unknown time"
+    seconds = round(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 120:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class _Progress:
+    """Count finished points, call the progress callback and log one line per finished chunk.
+
+    Each chunk's log record also carries its timings as a dict in `record.sweep_chunk`, which
+    `benchmarks/sweep_scale.py` reads.
+    """
+
+    def __init__(self, layout: ChunkLayout, progress: Callable[[int, int], None] | None, resumed_points: int) -> None:
+        self.layout = layout
+        self.progress = progress
+        self.resumed = resumed_points
+        self.done = resumed_points
+        self.started = time.perf_counter()
+        if progress is not None:
+            progress(self.done, layout.total_points)
+
+    def chunk_finished(self, index: int, where: str, compute_s: float, seconds: float, compiled: bool, worker: str = "") -> None:
+        _, start, stop = self.layout.bounds(index)
+        self.done += stop - start
+        elapsed = time.perf_counter() - self.started
+        rate = (self.done - self.resumed) / elapsed if elapsed > 0 else float("nan")
+        left = (self.layout.total_points - self.done) / rate if rate > 0 else float("nan")
+        record = {
+            "index": index, "points": stop - start, "compute_s": compute_s, "seconds": seconds,
+            "compiled": compiled, "worker": worker, "elapsed_s": elapsed,
+        }
+        details = f"{seconds:.2f} s"
+        if compiled:
+            details += " with compilation"
+        if worker:
+            details += f" on {worker}"
+        logger.info(
+            "sweep: chunk %d finished (%s; %s): %d of %d points, %.3g points/s, about %s left",
+            index, where, details, self.done, self.layout.total_points, rate, _format_duration(left),
+            extra={"sweep_chunk": record},
         )
-        report(stop - start)
-    return results
+        if self.progress is not None:
+            self.progress(self.done, self.layout.total_points)
+
+
+class _Results:
+    """The metrics of every point, filled chunk by chunk; (combination, point, *metric shape) per metric."""
+
+    def __init__(self, layout: ChunkLayout, specs: Mapping[str, _MetricSpec]) -> None:
+        self.layout = layout
+        self.arrays = {
+            name: np.empty((layout.combinations, layout.points) + spec.shape, dtype=spec.dtype)
+            for name, spec in specs.items()
+        }
+
+    def insert(self, index: int, arrays: Mapping[str, np.ndarray]) -> None:
+        combination, start, stop = self.layout.bounds(index)
+        for name, values in arrays.items():
+            self.arrays[name][combination, start:stop] = values
+
+
+def _check_store_options(store: Any, resume: Any, fingerprint: Any, scheduler: Any) -> None:
+    if not isinstance(resume, bool):
+        raise ValueError(f"resume must be True or False, got {resume!r}")
+    if store is None:
+        if resume:
+            raise ValueError("resume=True needs store=..., the folder of finished chunks to resume from")
+        if scheduler is not None:
+            raise ValueError(
+                "a distributed sweep needs store=..., a folder on a file system that every worker shares, "
+                "because the workers write their chunks there"
+            )
+        return
+    if not isinstance(store, (str, os.PathLike)):
+        raise ValueError(f"store must be a folder path or None, got {type(store).__name__}: {store!r}")
+    if not isinstance(fingerprint, str) or not fingerprint:
+        raise ValueError(
+            "a sweep with a store needs fingerprint=..., a non-empty string that changes whenever fn or its "
+            "settings change (for example a hash of the configuration), so that a changed sweep never resumes "
+            f"from old chunks; got {fingerprint!r}"
+        )
+
+
+def _store_identity(fingerprint: str, axes: list[Axis], seeds: list[int]) -> dict[str, Any]:
+    from .. import __version__
+
+    return {
+        "fingerprint": fingerprint,
+        "axes": [{"name": axis.name, "values": list(axis.values), "vectorized": axis.vectorized} for axis in axes],
+        "seeds": list(seeds),
+        "xbar_version": __version__,
+        "jax_version": jax.__version__,
+    }
+
+
+def _load_finished(store: ChunkStore, results: _Results) -> list[int]:
+    """Load the valid chunk files of a resumed store into `results`; return the indices still to compute."""
+    finished = set()
+    for index in store.finished():
+        arrays = store.read(index)
+        if arrays is not None:
+            results.insert(index, arrays)
+            finished.add(index)
+    if finished:
+        logger.info("resuming from sweep store %s: %d of %d chunks already finished", store.path, len(finished), store.layout.n_chunks)
+    return [index for index in range(store.layout.n_chunks) if index not in finished]
+
+
+def _run_in_process(
+    plan: _SweepPlan, pending: list[int], store: ChunkStore | None, results: _Results, tracker: _Progress
+) -> None:
+    for index in pending:
+        started = time.perf_counter()
+        output = plan.evaluate_chunk(index)
+        if store is not None:
+            store.write(index, output.arrays)
+        results.insert(index, output.arrays)
+        tracker.chunk_finished(index, plan.describe(index), output.compute_s, time.perf_counter() - started, output.compiled)
 
 
 def sweep(
@@ -489,6 +682,10 @@ def sweep(
     attrs: Mapping[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
     max_chunk_bytes: int = MAX_CHUNK_BYTES,
+    store: str | os.PathLike | None = None,
+    resume: bool = False,
+    fingerprint: str | None = None,
+    scheduler: Any = None,
 ) -> xr.Dataset:
     """Evaluate `fn` over the product of the axes' values and the seeds, and collect the metrics.
 
@@ -507,16 +704,31 @@ def sweep(
         seed_data: optional function `seed -> pytree of arrays`, such as a per-chip weight matrix or data
             set. It runs eagerly outside jit, once per seed and not once per grid point. The results must
             share one structure and shape and are stacked along the seed axis.
-        chunk_size: grid points (including seeds) per compiled call. The default evaluates all points in
-            one call unless the metrics of one call would exceed `max_chunk_bytes`. The last chunk is
-            padded by repeating its last point, so one compiled function serves every chunk.
+        chunk_size: grid points (including seeds) per compiled call. The default evaluates all points of a
+            looped combination in one call unless the metrics of one call would exceed `max_chunk_bytes`.
+            The last chunk of each looped combination is padded by repeating its last point, so one
+            compiled function serves every chunk of the combination.
         metric_units: units of each metric, stored in the data variable's attrs["units"].
         metric_dims: names of each metric's own dimensions; the default is f"{name}_dim{k}".
         metric_descriptions: stored in the data variable's attrs["long_name"].
         attrs: global attributes of the Dataset.
-        progress: called as `progress(done_points, total_points)` after each chunk, where points count grid
-            points times seeds over all looped combinations.
+        progress: called as `progress(done_points, total_points)` once before the first chunk runs, with
+            the points already finished (0, or those loaded from a resumed store), and then after each
+            chunk. Points count grid points times seeds over all looped combinations.
         max_chunk_bytes: upper bound on the output bytes of one chunk when chunk_size is None.
+        store: folder in which each finished chunk is written atomically (see `xbar.variability.store`),
+            created when missing. It is kept after the sweep; delete it once the result is saved.
+        resume: continue the sweep in an existing `store`: its finished chunks are loaded, not computed,
+            and its chunk layout replaces `chunk_size`. Without resume an existing store raises
+            `StoreExistsError`, so that no finished work is overwritten.
+        fingerprint: required with `store`: a string that changes whenever fn or its settings change,
+            such as a hash of the study's configuration text. A store written with another fingerprint,
+            other axes, seeds or metrics, or another xbar or jax version raises `StoreMismatchError`.
+        scheduler: run the chunks as tasks on a dask.distributed cluster instead of in this process (needs
+            the `distributed` extra and `store` on a file system that every worker shares): a scheduler
+            address such as "tcp://10.0.0.5:8786", the path of a scheduler file (JSON), "local:N" for a
+            LocalCluster of N worker processes on this machine, or a `distributed.Client`.
+            See `xbar.variability.distributed`.
 
     Returns:
         Dataset with one data variable per metric. Its dims are the axis names in the given order, then
@@ -525,9 +737,18 @@ def sweep(
 
     Raises:
         ValueError: on invalid axes, seeds, options or metrics, before any chunk runs.
+        StoreError: on a store that this sweep cannot use (a subclass of ValueError).
 
     Every looped combination is traced with jax.eval_shape before the first chunk runs, so that metric
-    names and shapes are checked for all combinations up front. Then each combination is compiled once.
+    names and shapes are checked for all combinations up front. Then each combination is compiled once
+    per process.
+
+    The key of every point comes from its seed alone, never from the chunk that evaluates it. A resumed
+    or distributed sweep therefore evaluates each point with the same key and the same compiled batch
+    size as an uninterrupted one, and gives equal values on the same hardware.
+
+    NOTE: XLA compiles for the CPU of each worker, so workers of different CPU types can differ in the
+    last bits of float32.
 
     A looped numeric value is a compile-time constant that XLA may fold into fn's arithmetic, so results
     can differ from a vectorized evaluation of the same values in the last bits of float32.
@@ -549,6 +770,11 @@ def sweep(
     attrs = _check_optional_mapping("attrs", attrs)
     if progress is not None and not callable(progress):
         raise ValueError(f"progress must be a function progress(done, total) or None, got {progress!r}")
+    _check_store_options(store, resume, fingerprint, scheduler)
+    if scheduler is not None:
+        from . import distributed
+
+        distributed.check_scheduler(scheduler)
 
     keys = jax.vmap(jax.random.key)(jnp.asarray(seed_list, dtype=jnp.uint32))
     data = _stack_seed_data(seed_data, seed_list)
@@ -563,45 +789,61 @@ def sweep(
         dict(zip([axis.name for axis in looped_axes], values))
         for values in itertools.product(*(axis.values for axis in looped_axes))
     ]
-    total_points = n_points * len(combinations)
 
-    evaluators = [_point_function(fn, axes, looped) for looped in combinations]
     all_specs = [
-        _metric_specs(evaluate, vectorized_names, keys, data, looped)
-        for evaluate, looped in zip(evaluators, combinations)
+        _metric_specs(_point_function(fn, axes, looped), vectorized_names, keys, data, looped)
+        for looped in combinations
     ]
     specs = _merge_specs(all_specs, combinations)
     dims = _metric_dim_names(specs, metric_dims, [axis.name for axis in axes])
     _check_metric_strings("metric_units", metric_units, specs)
     _check_metric_strings("metric_descriptions", metric_descriptions, specs)
 
-    looped_shape = tuple(len(axis.values) for axis in looped_axes)
-    results = {
-        name: np.empty(looped_shape + (n_points,) + spec.shape, dtype=spec.dtype) for name, spec in specs.items()
-    }
     if chunk_size is None:
         chunk = _default_chunk_size(specs, n_points, max_chunk_bytes)
     else:
         chunk = min(chunk_size, n_points)
-    done = 0
+    layout = ChunkLayout(combinations=len(combinations), points=n_points, chunk_size=chunk)
+    chunk_store = None
+    if store is not None:
+        metrics = {name: (spec.shape, spec.dtype) for name, spec in specs.items()}
+        chunk_store = ChunkStore.open(
+            store, _store_identity(fingerprint, axes, seed_list), layout, metrics, resume=resume
+        )
+        layout = chunk_store.layout
 
-    def report(points: int) -> None:
-        nonlocal done
-        done += points
-        if progress is not None:
-            progress(done, total_points)
+    plan = _SweepPlan(fn, axes, combinations, vectorized_values, seed_list, data, grid_shape, specs, layout)
+    results = _Results(layout, specs)
+    pending = list(range(layout.n_chunks)) if chunk_store is None else _load_finished(chunk_store, results)
+    finished_points = layout.total_points - sum(
+        stop - start for _, start, stop in (layout.bounds(index) for index in pending)
+    )
+    tracker = _Progress(layout, progress, finished_points)
 
-    for combination_index, (evaluate, looped) in enumerate(zip(evaluators, combinations)):
-        looped_index = tuple(np.unravel_index(combination_index, looped_shape)) if looped_shape else ()
-        evaluated = _evaluate_combination(evaluate, looped, specs, grid_shape, vectorized_values, keys, data, chunk, report)
-        for name, values in evaluated.items():
-            results[name][looped_index] = values
+    if scheduler is None:
+        _run_in_process(plan, pending, chunk_store, results, tracker)
+    elif pending:
+        def collect(index: int, compute_s: float, seconds: float, compiled: bool, worker: str) -> None:
+            arrays = chunk_store.read(index)
+            if arrays is None:
+                raise FileNotFoundError(
+                    f"chunk {index} was reported finished by worker {worker}, but its file "
+                    f"{str(chunk_store.chunk_path(index))!r} cannot be read here; the store must be on a file "
+                    "system that the client and every worker share"
+                )
+            results.insert(index, arrays)
+            tracker.chunk_finished(index, plan.describe(index), compute_s, seconds, compiled, worker)
 
+        distributed.run_chunks(plan, chunk_store, pending, scheduler, collect)
+
+    looped_shape = tuple(len(axis.values) for axis in looped_axes)
+    flat_results = {
+        name: values.reshape(looped_shape + (n_points,) + values.shape[2:]) for name, values in results.arrays.items()
+    }
     return _assemble_dataset(
-        axes, looped_axes, vectorized_axes, seed_list, grid_shape, results, dims,
+        axes, looped_axes, vectorized_axes, seed_list, grid_shape, flat_results, dims,
         metric_units, metric_descriptions, attrs,
     )
-
 
 def _assemble_dataset(
     axes: list[Axis],
