@@ -212,6 +212,10 @@ def command_sweep(args) -> int:
                 from .hwa_digits import plot_hwa_digits
 
                 plot_hwa_digits(ds, plot_path)
+            elif ds.attrs.get("workload") == "faults_digits":
+                from .faults_digits import plot_faults_digits
+
+                plot_faults_digits(ds, plot_path)
             else:
                 plot_sweep(ds, plot_path)
         except (ImportError, ValueError) as error:

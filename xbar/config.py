@@ -32,7 +32,7 @@ DEVICE_MODELS = {"pcm": PCM, "ideal": IdealDevice, "preset": None}
 # device.model also accepts the name of a preset, which selects that preset with its own parameters, so that
 # one sweep axis can visit the ideal device, the PCM model and presets.
 PRESET_MODELS = tuple(list_presets())
-WORKLOADS = ("mvm_error", "digits", "stdp_digits", "hwa_digits")
+WORKLOADS = ("mvm_error", "digits", "stdp_digits", "hwa_digits", "faults_digits", "pulsed_digits")
 
 
 @dataclass(frozen=True)
@@ -160,14 +160,15 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "weights_high": Key(_NUMBER, 1.0, "upper bound of the uniform weights (mvm_error)", sweepable=False),
         "inputs_low": Key(_NUMBER, -1.0, "lower bound of the uniform inputs (mvm_error)", sweepable=False),
         "inputs_high": Key(_NUMBER, 1.0, "upper bound of the uniform inputs (mvm_error)", sweepable=False),
-        "hidden": Key((int,), 32, "hidden units of the perceptron (digits, hwa_digits)", sweepable=False, positive=True),
+        "hidden": Key((int,), 32, "hidden units of the perceptron (digits, hwa_digits, faults_digits, pulsed_digits)", sweepable=False, positive=True),
         "train_steps": Key(
-            (int,), 400, "full-batch Adam steps of software training (digits; before the two trainings of hwa_digits)",
+            (int,), 400, "full-batch Adam steps of software training (digits; before the two trainings of hwa_digits and "
+            "faults_digits)",
             sweepable=False, positive=True,
         ),
-        "learning_rate": Key(_NUMBER, 0.01, "Adam learning rate (digits, hwa_digits)", sweepable=False, positive=True),
+        "learning_rate": Key(_NUMBER, 0.01, "Adam learning rate (digits, hwa_digits, faults_digits); SGD learning rate of in-situ training (pulsed_digits)", sweepable=False, positive=True),
         "test_fraction": Key(_NUMBER, 0.25, "share of the digits held out for testing", sweepable=False, positive=True),
-        "training_seed": Key((int,), 0, "seed of the data split and of training (digits, hwa_digits)", sweepable=False),
+        "training_seed": Key((int,), 0, "seed of the data split and of training (digits, hwa_digits, faults_digits, pulsed_digits)", sweepable=False),
         # hwa_digits: hardware-aware against software training (xbar.hwa_digits describes both).
         "network": Key(
             (str,), "mlp", "network trained: a multilayer perceptron or a small convolutional network (hwa_digits)",
@@ -182,7 +183,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
         "weight_clip": Key(
             _NUMBER, 2.5, "weight clipping in hardware-aware training, in standard deviations of each layer's "
-            "weights after train_steps (hwa_digits)", sweepable=False, units="1", positive=True,
+            "weights after train_steps (hwa_digits, faults_digits)", sweepable=False, units="1", positive=True,
         ),
         "horizon_min": Key(
             _NUMBER, 1.0, "shortest read time after programming drawn in hardware-aware training (hwa_digits)",
@@ -192,6 +193,48 @@ SCHEMA: dict[str, dict[str, Key]] = {
             _NUMBER, 3.1536e7, "longest read time after programming drawn in hardware-aware training (hwa_digits)",
             sweepable=False, units="s", positive=True,
         ),
+        # faults_digits: variability-aware against standard training (xbar.faults_digits describes both).
+        "variability_steps": Key(
+            (int,), 400, "full-batch Adam steps after train_steps, variability-aware for one network and in software "
+            "for the other (faults_digits)", sweepable=False, positive=True,
+        ),
+        "train_fault_rate": Key(
+            _NUMBER, 0.1, "share of devices stuck at g_min or g_max in each chip drawn in variability-aware training "
+            "(faults_digits)", sweepable=False, units="1",
+        ),
+        "device_samples": Key(
+            (int,), 8, "Monte Carlo chips averaged in each step of variability-aware training (faults_digits)",
+            sweepable=False, positive=True,
+        ),
+        "g_max_spread": Key(
+            _NUMBER, 0.0, "lognormal sigma of each device's g_max, in training and evaluation (faults_digits)",
+            sweepable=False, units="1",
+        ),
+        # pulsed_digits: in-situ training with pulsed updates (xbar.pulsed_digits describes it).
+        "update": Key(
+            (str,), "stochastic", "weight update: stochastic pulse trains (Gokmen and Vlasov 2016) or mixed precision "
+            "(pulsed_digits)", sweepable=False, choices=("stochastic", "mixed_precision"),
+        ),
+        "pulse_length": Key(
+            (int,), 10, "pulse-train length BL of the stochastic update, and the most pulses per device and update "
+            "(pulsed_digits)", sweepable=False, positive=True,
+        ),
+        "pair": Key(
+            (str,), "reference", "use of the differential pair: all pulses to G+ against a fixed mid-range G-, or "
+            "potentiation of G+ or G- (pulsed_digits)", sweepable=False, choices=("reference", "differential"),
+        ),
+        "nonlinearity": Key(
+            _NUMBER, 0.0, "fall of the pulse step towards each bound, from 0 (constant) to 1 (soft bounds), of the "
+            'device built for device.model = "ideal" (pulsed_digits)', units="1",
+        ),
+        "asymmetry": Key(
+            _NUMBER, 0.0, "(up - down) / mean of the pulse steps at mid-range, below 2, of the device built for "
+            'device.model = "ideal" (pulsed_digits)', units="1",
+        ),
+        "step_noise": Key(
+            _NUMBER, 0.0, "cycle-to-cycle standard deviation of each pulse step relative to its mean, of the device "
+            'built for device.model = "ideal" (pulsed_digits)', units="1",
+        ),
         # stdp_digits: the unsupervised network of Diehl and Cook (2015); xbar.learning.diehl_cook gives the
         # sources of the defaults.
         "neurons": Key((int,), 100, "excitatory neurons (stdp_digits)", sweepable=False, positive=True),
@@ -199,7 +242,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
             (int,), 0, "training images shown per epoch; 0 shows the whole training split (stdp_digits)",
             sweepable=False,
         ),
-        "epochs": Key((int,), 1, "passes over the training images (stdp_digits)", sweepable=False, positive=True),
+        "epochs": Key((int,), 1, "passes over the training images (stdp_digits, pulsed_digits)", sweepable=False, positive=True),
         "time_step": Key(
             _NUMBER, 0.5e-3, "simulation time step (stdp_digits)", sweepable=False, units="s", positive=True
         ),

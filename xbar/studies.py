@@ -18,7 +18,15 @@
   software and once with hardware-aware training through the PCM tile model (Joshi et al., Nature
   Communications 11, 2473, 2020), both mapped onto one tile per layer; test accuracy of each
   (`xbar.hwa_digits`).
+- `faults_digits`: a multilayer perceptron trained on the digits once in software and once
+  variability-aware, minimizing the mean loss over Monte Carlo chips with stuck-at faults and g_max spread,
+  both mapped onto tiles with stuck-at faults at `wear.fault_rate`; test accuracy of each
+  (`xbar.faults_digits`).
 
+- `pulsed_digits`: a multilayer perceptron trained in situ on the digits, every product on its tiles and
+  every weight update as device pulses, by the stochastic pulse-train update of Gokmen and Vlasov
+  (Frontiers in Neuroscience 10, 333, 2016) or the mixed-precision update; test accuracy after training.
+  Unlike the other digits workloads it trains inside the sweep, at every grid point (`xbar.pulsed_digits`).
 Everything traced (programming, reading, products, metrics) runs inside the sweep; data generation,
 training and calibration run once, eagerly, before it.
 """
@@ -444,4 +452,28 @@ def _hwa_digits(config: StudyConfig) -> Workload:
     return build_workload(config)
 
 
-_WORKLOADS = {"mvm_error": _mvm_error, "digits": _digits, "stdp_digits": _stdp_digits, "hwa_digits": _hwa_digits}
+# faults_digits
+
+
+def _faults_digits(config: StudyConfig) -> Workload:
+    # Imported on use: xbar.faults_digits builds on this module's Workload and digits helpers.
+    from .faults_digits import build_workload
+
+    return build_workload(config)
+
+
+# pulsed_digits
+
+
+def _pulsed_digits(config: StudyConfig) -> Workload:
+    # Imported on use: xbar.pulsed_digits builds on this module's Workload and digits helpers.
+    from .pulsed_digits import build_workload
+
+    return build_workload(config)
+
+
+_WORKLOADS = {
+    "mvm_error": _mvm_error, "digits": _digits, "stdp_digits": _stdp_digits, "hwa_digits": _hwa_digits,
+    "faults_digits": _faults_digits,
+    "pulsed_digits": _pulsed_digits,
+}

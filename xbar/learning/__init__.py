@@ -27,15 +27,22 @@ from .analog import (
 from .network import Network, NetworkState, RunStats, run, run_clamped, run_metrics
 from .neurons import LIF, LIFState
 from .nir import SUPPORTED_NIR_NODES, NIRNetwork, NIRState, from_nir
+from .pulsed_training import (
+    MixedPrecisionPulseUpdate, PulsedLayerState, PulsedMLP, PulsedMLPState, StochasticPulseUpdate, coincidence_counts,
+    init_weights, pulse_granularity, soft_bounds_device,
+)
 from .spikes import PoissonStream, SpikeEvents, advance, poisson_spike_times, poisson_spikes, spikes_from_times
 from .stdp import STDP, STDPState, stdp_window
 from .synapses import SynapseUpdate, Synapses, mean_pulse_step
 from .training import TrainResult, train
+from .variability_training import DeviceVariation, monte_carlo_losses, sample_network, variability_aware_loss
 from .waveform import SpikeWaveform, ThresholdMemristor, WaveformSTDP, WaveformSTDPState, overlap_window, pair_update
 
 __all__ = [
     "AnalogConv2D", "AnalogDense", "AnalogNetwork", "LogUniformReadTime", "TrainResult", "analog_matmul", "as_arrays",
-    "train", "with_straight_through",
+    "train", "with_straight_through", "DeviceVariation", "monte_carlo_losses", "sample_network",
+    "variability_aware_loss", "MixedPrecisionPulseUpdate", "PulsedLayerState", "PulsedMLP", "PulsedMLPState",
+    "StochasticPulseUpdate", "coincidence_counts", "init_weights", "pulse_granularity", "soft_bounds_device",
     "LIF", "LIFState", "NIRNetwork", "NIRState", "Network", "NetworkState", "PoissonStream", "RunStats", "STDP", "SUPPORTED_NIR_NODES", "STDPState", "SpikeEvents", "SpikeWaveform",
     "SynapseUpdate", "Synapses", "ThresholdMemristor", "WaveformSTDP", "WaveformSTDPState", "advance", "from_nir", "mean_pulse_step", "overlap_window", "pair_update", "poisson_spike_times", "poisson_spikes", "run", "run_clamped", "run_metrics", "spikes_from_times",
     "stdp_window",
