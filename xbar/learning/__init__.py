@@ -25,6 +25,10 @@ from .analog import (
     AnalogConv2D, AnalogDense, AnalogNetwork, LogUniformReadTime, analog_matmul, as_arrays, with_straight_through,
 )
 from .network import Network, NetworkState, RunStats, run, run_clamped, run_metrics
+from .codesign import (
+    CONVERTER_MODELS, PARAMETERS, CodesignProblem, CodesignResult, CodesignTerms, GridResult, from_log_space,
+    grid_search, optimize, to_log_space,
+)
 from .neurons import LIF, LIFState
 from .nir import SUPPORTED_NIR_NODES, NIRNetwork, NIRState, from_nir
 from .pulsed_training import (
@@ -42,6 +46,8 @@ __all__ = [
     "AnalogConv2D", "AnalogDense", "AnalogNetwork", "LogUniformReadTime", "TrainResult", "analog_matmul", "as_arrays",
     "train", "with_straight_through", "DeviceVariation", "monte_carlo_losses", "sample_network",
     "variability_aware_loss", "MixedPrecisionPulseUpdate", "PulsedLayerState", "PulsedMLP", "PulsedMLPState",
+    "CONVERTER_MODELS", "PARAMETERS", "CodesignProblem", "CodesignResult", "CodesignTerms", "GridResult",
+    "from_log_space", "grid_search", "optimize", "to_log_space",
     "StochasticPulseUpdate", "coincidence_counts", "init_weights", "pulse_granularity", "soft_bounds_device",
     "LIF", "LIFState", "NIRNetwork", "NIRState", "Network", "NetworkState", "PoissonStream", "RunStats", "STDP", "SUPPORTED_NIR_NODES", "STDPState", "SpikeEvents", "SpikeWaveform",
     "SynapseUpdate", "Synapses", "ThresholdMemristor", "WaveformSTDP", "WaveformSTDPState", "advance", "from_nir", "mean_pulse_step", "overlap_window", "pair_update", "poisson_spike_times", "poisson_spikes", "run", "run_clamped", "run_metrics", "spikes_from_times",

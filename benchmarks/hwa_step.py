@@ -1,0 +1,226 @@
+"""Benchmark one hardware-aware training step of the digits MLP against a plain JAX training step.
+
+Run from the repository root:
+
+    python benchmarks/hwa_step.py            # full run, about a minute on 2 cores
+    python benchmarks/hwa_step.py --quick    # fewer and shorter rounds, under a minute
+
+The network is the 64-32-10 ReLU perceptron of the `hwa_digits` workload (examples/hwa_digits.toml),
+pre-trained in software with Adam on the scikit-learn digits (a quarter of the images held out). Both
+steps take a minibatch, compute the softmax cross-entropy and its gradient, apply one optax Adam update
+and clip the weights to each tile's weight range, all in one `jax.jit` program:
+
+    hardware-aware: every product x @ W runs through `AnalogNetwork` on PCM tiles, as `hwa_digits` trains.
+        The weights are programmed (write noise, drift exponents) and read at a time drawn log-uniformly
+        between 1 s and 1 year (drift and 1/f read noise, global drift compensation). The product then
+        passes 8-bit DAC and ADC with straight-through gradients. Every step draws new noise.
+    plain JAX: the same network in float32 (`AnalogNetwork.software`), same optimizer and clipping.
+
+To show where the extra time goes, a third step is timed in the same rounds: the hardware-aware step with
+the PCM devices replaced by `IdealDevice` of the same range (no write noise, drift or read noise; the
+converters, clipping and global drift compensation stay). Its difference to the PCM step is the cost of
+the device model, which does not depend on the batch size.
+
+Batches: 32, 256 and the full training set (1348 images). Compilation is timed apart (lower and compile
+of each step). The calls of each timing round are interleaved (plain, then hardware-aware), and the ratio
+is the median over rounds of the per-round ratio, with its quartiles, as in `tile_forward.py`. The last
+line of output is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+
+from xbar.crossbar import ADC, DAC, Tile
+from xbar.devices import PCM, IdealDevice
+from xbar.learning import AnalogNetwork, LogUniformReadTime
+from xbar.studies import load_digits_split, train_perceptron
+
+# benchmarks/ is the script's folder, so it is on sys.path.
+from tile_forward import format_time, machine_info, median_ratio, peak_memory, ratio_quartiles, time_interleaved
+
+# Settings of examples/hwa_digits.toml.
+HIDDEN = 32
+TRAIN_STEPS = 400
+LEARNING_RATE = 0.01
+TEST_FRACTION = 0.25
+TRAINING_SEED = 0
+READ_VOLTAGE = 0.2  # V
+WEIGHT_CLIP = 2.5  # standard deviations of each layer's pre-trained weights
+HORIZON = LogUniformReadTime(1.0, 3.1536e7)  # s: 1 s to 1 year after programming
+BITS = 8
+BATCHES = (32, 256, None)  # None: the full training set
+GOAL = 3.0  # hardware-aware step time over plain step time
+
+
+# The network and its steps.
+
+
+def build_network(params, x_train) -> AnalogNetwork:
+    """Return the PCM network of `hwa_digits`: weight ranges, DAC and ADC ranges set from `params` and the data."""
+    device = PCM()
+    span = device.g_max - device.g_min
+    tiles = []
+    inputs = x_train
+    for layer in params:
+        weights = layer["weights"]
+        weight_range = min(WEIGHT_CLIP * float(jnp.std(weights)), float(jnp.max(jnp.abs(weights))))
+        input_range = float(jnp.max(jnp.abs(inputs)))
+        # Full-scale ADC current: the largest ideal output on the training set, as `hwa_digits` calibrates it.
+        current_range = float(jnp.max(jnp.abs(inputs @ weights))) * READ_VOLTAGE * span / (weight_range * input_range)
+        tiles.append(Tile(
+            device=device, read_voltage=READ_VOLTAGE, weight_range=weight_range, dac=DAC(BITS, input_range),
+            adc=ADC(BITS, current_range=current_range), drift_compensation=True,
+        ))
+        inputs = jax.nn.relu(inputs @ weights + layer["bias"])
+    return AnalogNetwork.mlp((64, HIDDEN, 10), tiles, read_time=HORIZON)
+
+
+def with_ideal_devices(network: AnalogNetwork) -> AnalogNetwork:
+    """Return `network` with every tile's PCM replaced by an ideal device of the same conductance range."""
+    devices = [IdealDevice(g_min=layer.tile.device.g_min, g_max=layer.tile.device.g_max) for layer in network.layers]
+    return eqx.tree_at(lambda n: [layer.tile.device for layer in n.layers], network, devices)
+
+
+def make_steps(network: AnalogNetwork, optimizer):
+    """Return the hardware-aware and the plain training step, each (params, opt_state, x, y, key) -> same + loss."""
+
+    def hardware_loss(params, x, y, key):
+        return optax.softmax_cross_entropy_with_integer_labels(network(params, x, key=key), y).mean()
+
+    def plain_loss(params, x, y, key):
+        del key
+        return optax.softmax_cross_entropy_with_integer_labels(network.software(params, x), y).mean()
+
+    def make(loss_fn):
+        def step(params, opt_state, x, y, key):
+            loss, grads = jax.value_and_grad(loss_fn)(params, x, y, key)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = network.clip_weights(optax.apply_updates(params, updates))
+            return params, opt_state, loss
+
+        return step
+
+    return make(hardware_loss), make(plain_loss)
+
+
+def compile_step(step, args) -> tuple:
+    """Lower and compile `step` for `args`; return the compiled step and the seconds it took."""
+    start = time.perf_counter()
+    compiled = jax.jit(step).lower(*args).compile()
+    return compiled, time.perf_counter() - start
+
+
+# Benchmark.
+
+
+def benchmark(network, params, x_train, y_train, rounds: int, round_s: float) -> dict:
+    """Time both steps at every batch size; return times, ratios and compile times per batch."""
+    optimizer = optax.adam(LEARNING_RATE)
+    opt_state = optimizer.init(params)
+    hardware_step, plain_step = make_steps(network, optimizer)
+    ideal_device_step, _ = make_steps(with_ideal_devices(network), optimizer)
+    results = {}
+    for batch in BATCHES:
+        size = len(y_train) if batch is None else batch
+        x, y = jnp.asarray(x_train[:size]), jnp.asarray(y_train[:size])
+        args = (params, opt_state, x, y, jax.random.key(size))
+        plain, plain_compile_s = compile_step(plain_step, args)
+        hardware, hardware_compile_s = compile_step(hardware_step, args)
+        ideal_device, _ = compile_step(ideal_device_step, args)
+        calls = {"plain": (plain, args), "hardware": (hardware, args), "ideal_device": (ideal_device, args)}
+        per_call = time_interleaved(calls, rounds, round_s)
+        results[size] = {
+            "plain_s": statistics.median(per_call["plain"]),
+            "hardware_aware_s": statistics.median(per_call["hardware"]),
+            "ratio": median_ratio(per_call["hardware"], per_call["plain"]),
+            "ratio_quartiles": ratio_quartiles(per_call["hardware"], per_call["plain"]),
+            "ideal_device_s": statistics.median(per_call["ideal_device"]),
+            "ideal_device_ratio": median_ratio(per_call["ideal_device"], per_call["plain"]),
+            "compile_plain_s": plain_compile_s,
+            "compile_hardware_aware_s": hardware_compile_s,
+        }
+    return results
+
+
+def print_report(machine, results, memory, rounds, wall_s) -> None:
+    print(f"One training step of the digits MLP (64-{HIDDEN}-10, Adam), hardware-aware on PCM tiles against plain JAX")
+    print(f"CPU: {machine['cpu']} ({machine['cores']} cores, {machine['usable_cores']} usable), "
+          f"load average {machine['load_average_1min']:.2f} at start, {machine['load_average_1min_end']:.2f} at end")
+    print(f"jax {machine['jax']} on {machine['backend']}; thread settings: {machine['thread_settings']}")
+    print(f"median of {rounds} interleaved rounds; ratio: median over rounds of hardware-aware / plain, "
+          "with its quartiles; ideal dev.: the hardware-aware step with ideal devices in place of PCM")
+    print()
+    print(f"{'batch':>6} {'plain':>11} {'hw-aware':>11} {'ratio':>18} {'ideal dev.':>11} {'ratio':>6}"
+          f" {'compile plain':>14} {'compile hw-aware':>17}")
+    for size, entry in results.items():
+        low, high = entry["ratio_quartiles"]
+        ratio = f"{entry['ratio']:.2f} ({low:.2f}-{high:.2f})"
+        print(f"{size:>6} {format_time(entry['plain_s'])} {format_time(entry['hardware_aware_s'])} {ratio:>18} "
+              f"{format_time(entry['ideal_device_s'])} {entry['ideal_device_ratio']:6.2f} "
+              f"{entry['compile_plain_s']:13.2f}s {entry['compile_hardware_aware_s']:16.2f}s")
+    print()
+    print(f"peak resident set size: {memory['peak_rss_bytes'] / 2**20:.1f} MiB")
+    full = list(results)[-1]
+    for size, entry in results.items():
+        verdict = "met" if entry["ratio"] <= GOAL else "NOT met"
+        print(f"goal at batch {size}{' (full training set)' if size == full else ''}: "
+              f"ratio {entry['ratio']:.2f} <= {GOAL}: {verdict}")
+    print(f"wall time {wall_s:.1f} s")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer and shorter timing rounds (under a minute)")
+    parser.add_argument("--rounds", type=int, default=None, help="timing rounds per step (default 31, quick 7)")
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (7 if args.quick else 31)
+    if rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {rounds}")
+    # Seconds of calls per step in each round.
+    round_s = 0.02 if args.quick else 0.05
+
+    started = time.perf_counter()
+    machine = machine_info()
+    x_train, y_train, _, _ = load_digits_split(TEST_FRACTION, TRAINING_SEED)
+    trained = train_perceptron(
+        jnp.asarray(x_train), jnp.asarray(y_train), hidden=HIDDEN, steps=TRAIN_STEPS, learning_rate=LEARNING_RATE,
+        seed=TRAINING_SEED,
+    )
+    params = ({"weights": trained["w1"], "bias": trained["b1"]}, {"weights": trained["w2"], "bias": trained["b2"]})
+    network = build_network(params, jnp.asarray(x_train))
+    params = network.clip_weights(params)
+
+    results = benchmark(network, params, x_train, y_train, rounds, round_s)
+    memory = peak_memory()
+    machine["load_average_1min_end"] = os.getloadavg()[0]
+    wall_s = time.perf_counter() - started
+
+    print_report(machine, results, memory, rounds, wall_s)
+    figures = {
+        "benchmark": "hwa_step",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "rounds": rounds,
+        "network": [64, HIDDEN, 10],
+        "batches": {str(size): entry for size, entry in results.items()},
+        "goal": {"max_ratio": GOAL, "met": {str(size): entry["ratio"] <= GOAL for size, entry in results.items()}},
+        "peak_rss_bytes": memory["peak_rss_bytes"],
+        "machine": machine,
+        "wall_s": wall_s,
+    }
+    print(json.dumps(figures, default=str))
+
+
+if __name__ == "__main__":
+    main()
