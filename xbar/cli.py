@@ -127,6 +127,12 @@ def _check_scheduler_argument(scheduler: str) -> None:
         check_scheduler(scheduler)
     except (ImportError, ValueError) as error:
         raise UsageError(f"--scheduler: {error}") from None
+    is_address = re.fullmatch(r"([a-z]+://)?[^:/\s]+:\d+", scheduler) is not None
+    if not (scheduler.startswith("local:") or scheduler.endswith(".json") or is_address):
+        raise UsageError(
+            f"--scheduler {scheduler!r} is not a scheduler address: pass HOST:PORT or tcp://HOST:PORT, a scheduler "
+            "file ending in .json, or local:N for N local workers"
+        )
 
 
 def command_sweep(args) -> int:
@@ -198,13 +204,11 @@ def command_sweep(args) -> int:
         close()
     elapsed = time.monotonic() - start
 
-    print(summary_table(ds, max_rows=500))
+    # Outputs first, messages after: a closed stdout (`| head`) must not cost a file.
     write_netcdf(ds, output)
-    print(f"wrote {output} ({elapsed:.1f} s)")
-    if args.keep_store:
-        print(f"kept the chunk store {store}")
-    else:
+    if not args.keep_store:
         remove_store(store)
+    plot_message = None
     if not args.no_plot:
         try:
             if ds.attrs.get("workload") == "hwa_digits":
@@ -221,7 +225,13 @@ def command_sweep(args) -> int:
         except (ImportError, ValueError) as error:
             print(f"no plot written: {error}", file=sys.stderr)
         else:
-            print(f"wrote {plot_path}")
+            plot_message = f"wrote {plot_path}"
+    print(summary_table(ds, max_rows=500))
+    print(f"wrote {output} ({elapsed:.1f} s)")
+    if args.keep_store:
+        print(f"kept the chunk store {store}")
+    if plot_message is not None:
+        print(plot_message)
     return 0
 
 
@@ -307,6 +317,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\nxbar: interrupted; outputs not reported as written were left untouched", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of the output went away (for example `xbar sweep | head`). Every file is written before
+        # anything is printed, so only the messages are lost; silence the rest of them.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
 
 
 def run() -> None:
