@@ -273,3 +273,17 @@ def test_digits_presets_study(tmp_path, monkeypatch):
         accuracy = ds["accuracy"].mean("seed")
         assert accuracy.sizes["preset"] == 12
         assert float(accuracy.min()) > software - 0.05
+
+
+def test_closed_stdout_loses_no_output(small_config):
+    """`xbar sweep ... | head -1`: the reader leaves early, yet the NetCDF file and plot are written."""
+    command = f'"{sys.executable}" -m xbar.cli sweep "{small_config}" --quiet 2>/dev/null | head -1'
+    subprocess.run(command, shell=True, check=True, cwd=small_config.parent, stdout=subprocess.DEVNULL)
+    assert small_config.with_suffix(".nc").is_file()
+    assert small_config.with_suffix(".png").is_file()
+    assert not small_config.with_name("small.nc.parts").exists()
+
+
+def test_malformed_scheduler_is_a_usage_error(small_config, capsys):
+    assert main(["sweep", str(small_config), "--scheduler", "foo"]) == 2
+    assert "not a scheduler address" in capsys.readouterr().err
