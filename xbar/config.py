@@ -771,7 +771,7 @@ def build_tile(sections, *, adc_range=None) -> Tile:
 
 
 def uses_core(sections) -> bool:
-    """True when the configuration asks for multi-tile cores or a number representation other than the default."""
+    """Return True when the configuration requests multi-tile cores or a non-default number representation."""
     core, slicing = sections["core"], sections["slicing"]
     return bool(
         core["tile_rows"] or core["tile_cols"] or slicing["input_bits"] or slicing["bits_per_slice"]
@@ -780,9 +780,9 @@ def uses_core(sections) -> bool:
 
 
 def build_core(sections, shape: tuple[int, int], *, adc_range=None) -> Core:
-    """Construct the core that holds a weight matrix of `shape` (rows, columns) for a configuration.
+    """Construct the core that stores a weight matrix of `shape` (rows, columns) for a configuration.
 
-    A tile size of 0 takes the matrix's own size, so that one tile holds it. Every tile gets the ADC range
+    A tile size of 0 takes the matrix's own size, so that one tile stores it. Every tile gets the ADC range
     calibrated on the whole matrix's outputs, an upper bound of each tile's partial sums.
     """
     core, slicing = sections["core"], sections["slicing"]

@@ -202,8 +202,8 @@ _COST_UNITS = {**COST_VARIABLES, "tops_per_watt": "TOPS/W"}
 def _run_layer(sections, weights, x, t, adc_range, key):
     """Program `weights`, read them at time t and return (x @ W, the cost of the products).
 
-    One tile of the matrix's size holds the weights unless `[core]` or `[slicing]` asks for a multi-tile core
-    or another number representation.
+    The weights go on one tile of the matrix's size unless `[core]` or `[slicing]` requests a multi-tile
+    core or another number representation.
     """
     key_program, key_read, key_product = jax.random.split(key, 3)
     model = build_cost_model(sections)
