@@ -6,6 +6,7 @@ Tests run in JAX's default float32. A test that needs float64 switches it on for
 
 from __future__ import annotations
 
+import gc
 import os
 
 import jax
@@ -18,6 +19,19 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI", "").lower() == "true":
     settings.load_profile("ci")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module.
+
+    Programs compiled by one module are rarely reused by the next. Kept for the whole session, the
+    machine code of more than a thousand tests accumulates in the pytest process: its memory and its
+    count of mapped regions only grow.
+    """
+    yield
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture
