@@ -96,6 +96,12 @@ class Layer(eqx.Module):
         """True when the layer stores weights on a core."""
         return False
 
+    def forward(self, weights, bias, x, t=0.0, *, key: jax.Array):
+        """Program, read at time t and apply the layer to x: the three steps in one call."""
+        key_program, key_read, key_product = jax.random.split(key, 3)
+        state = self.program(weights, bias, key=key_program)
+        return self(self.read(state, t, key=key_read), x, key=key_product)
+
     def program(self, weights=None, bias=None, *, key: jax.Array):
         """Return None: a layer without weights has nothing to program."""
         del key
@@ -164,12 +170,6 @@ class Dense(Layer):
         if read.state.bias is not None:
             y = y + read.state.bias
         return _activation_function(self.activation)(y)
-
-    def forward(self, weights, bias, x, t=0.0, *, key: jax.Array):
-        """Program, read at time t and apply the layer to x: the three steps in one call."""
-        key_program, key_read, key_product = jax.random.split(key, 3)
-        state = self.program(weights, bias, key=key_program)
-        return self(self.read(state, t, key=key_read), x, key=key_product)
 
 
 def _pair(value, name: str) -> tuple[int, int]:
@@ -303,12 +303,6 @@ class Conv2D(Layer):
         if read.state.bias is not None:
             y = y + read.state.bias
         return _activation_function(self.activation)(y)
-
-    def forward(self, weights, bias, x, t=0.0, *, key: jax.Array):
-        """Program, read at time t and apply the layer to x: the three steps in one call."""
-        key_program, key_read, key_product = jax.random.split(key, 3)
-        state = self.program(weights, bias, key=key_program)
-        return self(self.read(state, t, key=key_read), x, key=key_product)
 
 
 class Flatten(Layer):

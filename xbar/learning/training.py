@@ -36,14 +36,12 @@ drift compensation)::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
 import os
-import secrets
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..crossbar.layers import ACTIVATIONS
+from ..variability.store import _atomic_file
 from .analog import (
     AnalogConv2D, AnalogDense, AnalogNetwork, LogUniformReadTime, _check_size, analog_matmul, as_arrays,
     with_straight_through,
@@ -289,25 +288,6 @@ def _make_step(loss_fn, optimizer, project, batch_size: int, examples: int):
 
 
 # Checkpoints.
-
-
-@contextlib.contextmanager
-def _atomic_file(target: Path) -> Iterator[Any]:
-    """Open a temporary file beside `target` for writing, then flush, sync and move it onto `target`.
-
-    A failed write removes the temporary file and leaves any previous `target` as it was.
-    """
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(temporary, "wb") as stream:
-            yield stream
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
 
 
 def _write_checkpoint(path: Path, params, opt_state, step: int, losses, identity: dict) -> None:
