@@ -46,7 +46,9 @@ from xbar.devices import PCM
 from xbar.studies import load_digits_split, perceptron, train_perceptron
 
 # benchmarks/ is the script's folder, so it is on sys.path.
-from tile_forward import format_time, machine_info, median_ratio, peak_memory, ratio_quartiles, time_interleaved
+from tile_forward import (
+    compile_timed, format_time, machine_info, median_ratio, peak_memory, ratio_quartiles, time_interleaved,
+)
 
 HIDDEN = 256
 TILE_SHAPE = (64, 64)
@@ -153,13 +155,6 @@ def program_and_read(network: Sequential, params, key) -> tuple[tuple, tuple, di
 
 
 # Timing.
-
-
-def compile_timed(function, args) -> tuple:
-    """Return (the compiled `jax.jit(function)` for `args`, seconds spent tracing and compiling it)."""
-    start = time.perf_counter()
-    compiled = jax.jit(function).lower(*args).compile()
-    return compiled, time.perf_counter() - start
 
 
 def benchmark_batches(network, reads, params, images, batches, rounds: int, round_s: float) -> dict:

@@ -19,7 +19,9 @@ and clip the weights to each tile's weight range, all in one `jax.jit` program:
 To show where the extra time goes, a third step is timed in the same rounds: the hardware-aware step with
 the PCM devices replaced by `IdealDevice` of the same range (no write noise, drift or read noise; the
 converters, clipping and global drift compensation stay). Its difference to the PCM step is the cost of
-the device model, which does not depend on the batch size.
+the device model, which does not depend on the batch size. A fourth timed call draws only the standard
+normals of one PCM step (eight per weight: write noise, drift exponent, reference read and read, for both
+devices of each pair), in the same calls as the step: the part of the device model that is noise.
 
 Batches: 32, 256 and the full training set (1348 images). Compilation is timed apart (lower and compile
 of each step). The calls of each timing round are interleaved (plain, then hardware-aware), and the ratio
@@ -47,7 +49,9 @@ from xbar.learning import AnalogNetwork, LogUniformReadTime
 from xbar.studies import load_digits_split, train_perceptron
 
 # benchmarks/ is the script's folder, so it is on sys.path.
-from tile_forward import format_time, machine_info, median_ratio, peak_memory, ratio_quartiles, time_interleaved
+from tile_forward import (
+    compile_timed, format_time, machine_info, median_ratio, peak_memory, ratio_quartiles, time_interleaved,
+)
 
 # Settings of examples/hwa_digits.toml.
 HIDDEN = 32
@@ -114,11 +118,25 @@ def make_steps(network: AnalogNetwork, optimizer):
     return make(hardware_loss), make(plain_loss)
 
 
-def compile_step(step, args) -> tuple:
-    """Lower and compile `step` for `args`; return the compiled step and the seconds it took."""
-    start = time.perf_counter()
-    compiled = jax.jit(step).lower(*args).compile()
-    return compiled, time.perf_counter() - start
+def make_draws(network: AnalogNetwork):
+    """Return a function of a key that draws the standard normals of one PCM step, in the same calls.
+
+    Per tile, programming draws the write noise and the drift exponent of each array (G+ and G-) in one
+    call per array. The drift-compensation reference read and the read at t take one call per array each.
+    The time of these draws is the floor that the device model's noise sets, whatever the batch size.
+    """
+    shapes = [layer.weight_shape for layer in network.layers]
+
+    def draws(key):
+        total = jnp.zeros(())
+        for shape, layer_key in zip(shapes, jax.random.split(key, len(shapes))):
+            keys = jax.random.split(layer_key, 6)
+            for index, k in enumerate(keys):
+                xi = jax.random.normal(k, ((2,) if index < 2 else ()) + shape)
+                total = total + xi.sum()
+        return total
+
+    return draws
 
 
 # Benchmark.
@@ -130,15 +148,19 @@ def benchmark(network, params, x_train, y_train, rounds: int, round_s: float) ->
     opt_state = optimizer.init(params)
     hardware_step, plain_step = make_steps(network, optimizer)
     ideal_device_step, _ = make_steps(with_ideal_devices(network), optimizer)
+    draws, _ = compile_timed(make_draws(network), (jax.random.key(0),))
     results = {}
     for batch in BATCHES:
         size = len(y_train) if batch is None else batch
         x, y = jnp.asarray(x_train[:size]), jnp.asarray(y_train[:size])
         args = (params, opt_state, x, y, jax.random.key(size))
-        plain, plain_compile_s = compile_step(plain_step, args)
-        hardware, hardware_compile_s = compile_step(hardware_step, args)
-        ideal_device, _ = compile_step(ideal_device_step, args)
-        calls = {"plain": (plain, args), "hardware": (hardware, args), "ideal_device": (ideal_device, args)}
+        plain, plain_compile_s = compile_timed(plain_step, args)
+        hardware, hardware_compile_s = compile_timed(hardware_step, args)
+        ideal_device, _ = compile_timed(ideal_device_step, args)
+        calls = {
+            "plain": (plain, args), "hardware": (hardware, args), "ideal_device": (ideal_device, args),
+            "draws": (draws, (args[-1],)),
+        }
         per_call = time_interleaved(calls, rounds, round_s)
         results[size] = {
             "plain_s": statistics.median(per_call["plain"]),
@@ -147,6 +169,7 @@ def benchmark(network, params, x_train, y_train, rounds: int, round_s: float) ->
             "ratio_quartiles": ratio_quartiles(per_call["hardware"], per_call["plain"]),
             "ideal_device_s": statistics.median(per_call["ideal_device"]),
             "ideal_device_ratio": median_ratio(per_call["ideal_device"], per_call["plain"]),
+            "normal_draws_s": statistics.median(per_call["draws"]),
             "compile_plain_s": plain_compile_s,
             "compile_hardware_aware_s": hardware_compile_s,
         }
@@ -159,15 +182,17 @@ def print_report(machine, results, memory, rounds, wall_s) -> None:
           f"load average {machine['load_average_1min']:.2f} at start, {machine['load_average_1min_end']:.2f} at end")
     print(f"jax {machine['jax']} on {machine['backend']}; thread settings: {machine['thread_settings']}")
     print(f"median of {rounds} interleaved rounds; ratio: median over rounds of hardware-aware / plain, "
-          "with its quartiles; ideal dev.: the hardware-aware step with ideal devices in place of PCM")
+          "with its quartiles; ideal dev.: the hardware-aware step with ideal devices in place of PCM; "
+          "draws: the step's standard normal draws alone, in the same calls")
     print()
-    print(f"{'batch':>6} {'plain':>11} {'hw-aware':>11} {'ratio':>18} {'ideal dev.':>11} {'ratio':>6}"
+    print(f"{'batch':>6} {'plain':>11} {'hw-aware':>11} {'ratio':>18} {'ideal dev.':>11} {'ratio':>6} {'draws':>11}"
           f" {'compile plain':>14} {'compile hw-aware':>17}")
     for size, entry in results.items():
         low, high = entry["ratio_quartiles"]
         ratio = f"{entry['ratio']:.2f} ({low:.2f}-{high:.2f})"
         print(f"{size:>6} {format_time(entry['plain_s'])} {format_time(entry['hardware_aware_s'])} {ratio:>18} "
               f"{format_time(entry['ideal_device_s'])} {entry['ideal_device_ratio']:6.2f} "
+              f"{format_time(entry['normal_draws_s'])} "
               f"{entry['compile_plain_s']:13.2f}s {entry['compile_hardware_aware_s']:16.2f}s")
     print()
     print(f"peak resident set size: {memory['peak_rss_bytes'] / 2**20:.1f} MiB")

@@ -93,6 +93,13 @@ def time_interleaved(calls: dict, rounds: int, round_s: float) -> dict[str, list
     return per_call
 
 
+def compile_timed(function, args) -> tuple:
+    """Return (the compiled `jax.jit(function)` for `args`, seconds spent tracing and compiling it)."""
+    start = time.perf_counter()
+    compiled = jax.jit(function).lower(*args).compile()
+    return compiled, time.perf_counter() - start
+
+
 def median_ratio(numerator: list[float], denominator: list[float]) -> float:
     """Return the median of the per-round ratios."""
     return statistics.median(n / d for n, d in zip(numerator, denominator))

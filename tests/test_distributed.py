@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -155,29 +156,8 @@ def test_invalid_scheduler_raises(scheduler, expected):
         xbar_distributed.check_scheduler(scheduler)
 
 
-STUDY = """
-[study]
-name = "distributed"
-workload = "mvm_error"
-
-[array]
-rows = 32
-cols = 16
-
-[dac]
-bits = 8
-
-[workload]
-batch = 16
-
-[sweep]
-seeds = 3
-
-[[sweep.axes]]
-key = "read.time"
-name = "time"
-values = [0.0, 1.0, 10.0, 100.0, 1000.0, 1e4, 1e5, 1e6]
-"""
+# The small study that the command-line tests run, shared with tests/test_store.py.
+STUDY = (Path(__file__).parent / "data" / "small_mvm_study.toml").read_text(encoding="utf-8")
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -392,32 +393,8 @@ def test_parse_size_rejects_invalid(text):
 
 # --- the command line ------------------------------------------------------------------------------------
 
-STUDY = """
-[study]
-name = "resumable"
-workload = "mvm_error"
-
-[array]
-rows = 32
-cols = 16
-
-[dac]
-bits = 8
-
-[adc]
-bits = 6
-
-[workload]
-batch = 16
-
-[sweep]
-seeds = 3
-
-[[sweep.axes]]
-key = "read.time"
-name = "time"
-values = [0.0, 1.0, 10.0, 100.0, 1000.0, 1e4, 1e5, 1e6]
-"""
+# The small study that the command-line tests run, shared with tests/test_distributed.py.
+STUDY = (Path(__file__).parent / "data" / "small_mvm_study.toml").read_text(encoding="utf-8")
 # The mvm_error estimate for 32 x 16 arrays and batch 16 is 90112 bytes per point, so this budget gives
 # chunks of 4 points: 8 times x 3 seeds = 24 points in 6 chunks.
 STUDY_MEMORY = str(4 * 90112)

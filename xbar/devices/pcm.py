@@ -174,7 +174,8 @@ class PCM(Device):
         x_prog = jnp.abs(jnp.asarray(g_prog)) / self.g_max
         # max(x^a, floor) == max(x, floor^(1/a))^a; the second form keeps the gradient finite at x = 0.
         x_safe = jnp.maximum(x_prog, self.q_s_floor ** (1.0 / self.q_s_exponent))
-        q_s = jnp.minimum(self.q_s_coeff / x_safe**self.q_s_exponent, self.q_s_max)
+        # x_safe > 0, so x^-a = exp(-a ln x). Its gradient takes about a third of the time of a power's on a CPU.
+        q_s = jnp.minimum(self.q_s_coeff * jnp.exp(-self.q_s_exponent * jnp.log(x_safe)), self.q_s_max)
         t = jnp.maximum(jnp.asarray(t, jnp.result_type(float)), 0.0)
         return self.read_noise_scale * q_s * jnp.sqrt(jnp.log((t + self.t0 + self.t_read) / (2.0 * self.t_read)))
 
@@ -182,14 +183,17 @@ class PCM(Device):
 
     def _sample_nu(self, g_target, key):
         xi = jax.random.normal(key, jnp.shape(g_target), jnp.result_type(float))
+        return self._nu(g_target, xi)
+
+    def _nu(self, g_target, xi):
         return jnp.abs(self.drift_exponent_mean(g_target) + self.drift_exponent_std(g_target) * xi)
 
     def _program_once(self, target, *, key):
-        key_write, key_nu = jax.random.split(key)
-        xi = jax.random.normal(key_write, jnp.shape(target), target.dtype)
-        g = jnp.maximum(target + self.programming_noise_std(target) * xi, 0.0)
-        nu = self._sample_nu(target, key_nu)
-        return PCMState(g=g, iterations=jnp.ones(jnp.shape(target), jnp.int32), nu=nu)
+        # One draw for the write noise and the drift exponent, because on a CPU each call of the generator runs
+        # its own loop.
+        xi_write, xi_nu = jax.random.normal(key, (2,) + jnp.shape(target), target.dtype)
+        g = jnp.maximum(target + self.programming_noise_std(target) * xi_write, 0.0)
+        return PCMState(g=g, iterations=jnp.ones(jnp.shape(target), jnp.int32), nu=self._nu(target, xi_nu))
 
     def drift(self, state, t):
         """Return the noise-free drifted conductance G_P ((t + t0)/t0)^(-nu drift_scale) in S."""

@@ -124,10 +124,7 @@ def _check_tile(tile, owner: str) -> None:
 
 def _tile_product(tile: Tile, weights, x, t, key):
     """Program `weights`, read them at time t and return x @ W, with straight-through converters."""
-    tile = with_straight_through(tile)
-    key_program, key_read, key_product = jax.random.split(key, 3)
-    state = tile.program(weights, key=key_program)
-    return tile.matmul(tile.read(state, t, key=key_read), x, key=key_product)
+    return with_straight_through(tile).forward(weights, x, t, key=key)
 
 
 def analog_matmul(tile: Tile, weights, x, *, key: jax.Array, read_time=0.0):
