@@ -14,6 +14,7 @@ from xbar.learning.pulsed_training import (
     MixedPrecisionPulseUpdate, PulsedMLP, StochasticPulseUpdate, coincidence_counts, init_weights, pulse_granularity,
     soft_bounds_device,
 )
+from xbar.pulsed_digits import build_network
 from xbar.studies import load_digits_split, run_study
 
 
@@ -131,6 +132,30 @@ def test_soft_bounds_device_steps():
     assert float(device.up.mean_step(1.0, True)) == pytest.approx(0.0, abs=1e-9)
 
 
+def test_soft_bounds_symmetry_point():
+    # Alternating up and down pulses settle where the two mean steps are equal, (2 + a)(1 - g u) =
+    # (2 - a)(1 - g (1 - u)), so u* = 1/2 + a (2 - g) / (4 g). Below g = 2 a / (2 + a) (0.46 at a = 0.6) u*
+    # lies above 1, and the device ends at the upper bound as with constant steps (g = 0).
+    asymmetry = 0.6
+    gammas = np.array([0.0, 0.3, 0.5, 0.9, 1.0])
+
+    def settle(gamma):
+        device = soft_bounds_device(0.001, nonlinearity=gamma, asymmetry=asymmetry)
+
+        def up_then_down(_, u):
+            return device.step(device.step(u, True, 0.0), False, 0.0)
+
+        return jax.lax.fori_loop(0, 20_000, up_then_down, jnp.float32(0.5))
+
+    settled = np.asarray(jax.jit(jax.vmap(settle))(jnp.asarray(gammas, jnp.float32)))
+    with np.errstate(divide="ignore"):
+        expected = np.minimum(0.5 + asymmetry * (2 - gammas) / (4 * gammas), 1.0)
+    # The steps are noise-free, so after each down pulse the device sits within one step (below 0.0013
+    # near u*) of u*. 20,000 pairs exceed 25 relaxation times (750 pairs at g = 0.5) and the 2,000 pairs
+    # that g = 0.3 needs to reach the bound.
+    np.testing.assert_allclose(settled, expected, atol=0.002)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [({"nonlinearity": 1.5}, "nonlinearity"), ({"asymmetry": 2.0}, "asymmetry"), ({"step_noise": -0.1}, "step_noise")],
@@ -239,6 +264,28 @@ def test_pulsed_digits_study():
     assert math.isfinite(float(ds["float_sgd_accuracy"]))
     # About 1440 test digits: a gap of 0.1 is many standard errors (at most 0.013) of either accuracy.
     assert accuracy[0] > accuracy[1] + 0.1
+
+
+def test_pulsed_digits_traced_nonlinearity(digits):
+    # A vectorized sweep passes traced values: nearby nonlinearities must still build different devices
+    # and train to different weights from the same key and initial weights.
+    config = parse_config(_STUDY)
+    weights = init_weights((64, 8, 10), key=jax.random.key(0))
+    # A training digit that activates hidden units, so that both layers receive pulses.
+    x, label = digits[0][0], digits[1][0]
+
+    def one_step(nonlinearity):
+        network = build_network(config.with_values({"workload.nonlinearity": nonlinearity, "workload.asymmetry": 0.6}))
+        state = network.init(weights, key=jax.random.key(1))
+        state = network.train_step(state, x, label, key=jax.random.key(2))
+        return network.tiles[0].device.up, network.weights(state)
+
+    up, trained = jax.jit(jax.vmap(one_step))(jnp.array([0.9, 1.0]))
+    np.testing.assert_allclose(np.asarray(up.gamma), [0.9, 1.0])
+    # pulse_step / range = 0.001 is the mean step at mid-range, so the up step at u = 0 is 0.001 (1 + a/2) / (1 - g/2).
+    np.testing.assert_allclose(np.asarray(up.step), [0.0013 / 0.55, 0.0013 / 0.5], rtol=1e-5)
+    for layer in range(2):
+        assert not np.array_equal(np.asarray(trained[layer][0]), np.asarray(trained[layer][1])), f"layer {layer}"
 
 
 @pytest.mark.parametrize(
