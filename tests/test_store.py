@@ -470,9 +470,31 @@ def test_cli_changed_config_rejected(study, tmp_path, capsys):
 
     err = capsys.readouterr().err
     assert "different sweep" in err
-    assert "configuration fingerprint" in err
+    assert "workload.batch: 16 -> 8" in err
     assert not output.exists()
     assert len(chunk_files(tmp_path / "run.nc.parts")) == STUDY_CHUNKS
+
+
+def test_cli_comment_change_rejected(study, tmp_path, capsys):
+    output = tmp_path / "run.nc"
+    assert main(sweep_command(study, output, "--keep-store")) == 0
+    output.unlink()
+    study.write_text("# a new comment\n" + STUDY, encoding="utf-8")
+    capsys.readouterr()
+
+    assert main(sweep_command(study, output, "--resume")) == 2
+
+    assert "comments or layout only" in capsys.readouterr().err
+
+
+def test_manifest_keeps_study_file(tmp_path):
+    config = parse_config(MVM)
+    studies.run_study(config, store=tmp_path / "store")
+
+    manifest = json.loads((tmp_path / "store" / MANIFEST_NAME).read_text(encoding="utf-8"))
+    assert manifest["attrs"]["config"] == MVM
+    assert ChunkStore.existing(tmp_path / "store").attrs["config"] == MVM
+    assert ChunkStore.existing(tmp_path / "missing") is None
 
 
 def test_cli_invalid_memory_exit_status_2(study, tmp_path, capsys):

@@ -33,6 +33,7 @@ training and calibration run once, eagerly, before it.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -43,14 +44,16 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
-from .config import ConfigError, StudyConfig, build_core, build_cost_model, build_device, build_tile, uses_core
+from .config import (
+    ConfigError, StudyConfig, build_core, build_cost_model, build_device, build_tile, parse_config, uses_core,
+)
 from .crossbar import COST_VARIABLES, Cost, core_cost, nominal_range, tile_cost, tops_per_watt
 from .devices import IdealDevice
 from .learning import STDP, Network, Synapses
 from .learning.diehl_cook import (
     Presentation, assign_labels, classify, diehl_cook_neurons, spike_counts, train_unsupervised, training_rates,
 )
-from .variability.store import fingerprint_text
+from .variability.store import ChunkStore, StoreError, StoreMismatchError, fingerprint_text
 from .variability.sweep import Axis, sweep
 
 logger = logging.getLogger(__name__)
@@ -106,6 +109,10 @@ def run_study(
     """
     if isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or memory_budget < 1:
         raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
+    if store is not None and resume:
+        # Before the workload is built (some workloads train networks first), so that a changed study
+        # file fails at once.
+        _check_stored_study(store, config)
     workload = _WORKLOADS[config.sections["study"]["workload"]](config)
     by_name = {axis.name: axis.keys for axis in config.axes}
 
@@ -134,6 +141,50 @@ def run_study(
     for name, value in workload.extra.items():
         ds[name] = xr.DataArray(value, attrs=workload.extra_attrs.get(name, {}))
     return ds
+
+
+def _check_stored_study(store, config: StudyConfig) -> None:
+    """Reject resuming a store written for another study file, naming the keys that changed."""
+    try:
+        existing = ChunkStore.existing(store)
+    except StoreError:
+        return  # The sweep itself reports the damaged manifest.
+    if existing is None or existing.identity.get("fingerprint") == fingerprint_text(config.text):
+        return
+    stored_text = existing.attrs.get("config")
+    changes = None if stored_text is None else _changed_keys(stored_text, config)
+    if changes is None:
+        detail = "the study file differs from the one the store was written for"
+    elif changes:
+        detail = f"the study file changed: {'; '.join(changes)}"
+    else:
+        detail = "the study file's text changed (comments or layout only, but the text identifies the study)"
+    raise StoreMismatchError(
+        f"sweep store {str(store)!r} was written for a different sweep ({detail}). Its chunks cannot be mixed "
+        "with this sweep's: restore the original study file to resume, or delete the folder (or choose "
+        "another output path) to start over",
+        existing.attrs,
+    )
+
+
+def _changed_keys(stored_text: str, config: StudyConfig) -> list[str] | None:
+    """List "key: old -> new" for every setting that differs, or None when the old text no longer parses."""
+    try:
+        stored = parse_config(stored_text)
+    except ConfigError:
+        return None
+
+    def flat(sections):
+        return {f"{section}.{name}": value for section, entries in sections.items() for name, value in entries.items()}
+
+    old, new = flat(stored.sections), flat(config.sections)
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            before = json.dumps(old.get(key), default=str)
+            after = json.dumps(new.get(key), default=str)
+            changes.append(f"{key}: {before} -> {after}" if len(before) + len(after) <= 120 else f"{key} differs")
+    return changes
 
 
 def chunk_size_for_budget(point_bytes: int, memory_budget: int) -> int | None:

@@ -60,7 +60,16 @@ class StoreExistsError(StoreError):
 
 
 class StoreMismatchError(StoreError):
-    """A store was written for another sweep (configuration, axes, seeds, metrics or versions)."""
+    """A store was written for another sweep (configuration, axes, seeds, metrics or versions).
+
+    Attributes:
+        stored_attrs: the Dataset attributes that the store's sweep kept in its manifest (empty when it
+            kept none), so that a caller can describe the change in its own terms.
+    """
+
+    def __init__(self, message: str, stored_attrs: Mapping[str, Any] | None = None):
+        super().__init__(message)
+        self.stored_attrs = dict(stored_attrs or {})
 
 
 def fingerprint_text(text: str) -> str:
@@ -168,15 +177,19 @@ class ChunkStore:
             identity is equal.
         layout: the chunk layout stored in the manifest.
         metrics: metric name -> (shape, dtype) of one point, in the order in which chunk files list them.
+        attrs: string attributes of the sweep's Dataset, kept in the manifest for reference only (not
+            compared when resuming).
     """
 
     def __init__(
-        self, path: Path, identity: Mapping[str, Any], layout: ChunkLayout, metrics: Mapping[str, tuple[tuple[int, ...], np.dtype]]
+        self, path: Path, identity: Mapping[str, Any], layout: ChunkLayout, metrics: Mapping[str, tuple[tuple[int, ...], np.dtype]],
+        attrs: Mapping[str, str] | None = None,
     ) -> None:
         self.path = Path(path)
         self.identity = dict(identity)
         self.layout = layout
         self.metrics = {name: (tuple(shape), np.dtype(dtype)) for name, (shape, dtype) in metrics.items()}
+        self.attrs = {name: value for name, value in (attrs or {}).items() if isinstance(value, str)}
 
     # Opening.
 
@@ -189,8 +202,11 @@ class ChunkStore:
         metrics: Mapping[str, tuple[tuple[int, ...], np.dtype]],
         *,
         resume: bool,
+        attrs: Mapping[str, Any] | None = None,
     ) -> ChunkStore:
         """Create a store at `path`, or open the existing one there when `resume` is True.
+
+        A new store keeps the string values of `attrs` (the sweep's Dataset attributes) in its manifest.
 
         When resuming, the layout stored in the manifest replaces `layout`, so that the chunks keep the
         boundaries with which they were computed. Temporary files that a killed writer left behind are
@@ -234,11 +250,23 @@ class ChunkStore:
                 )
             return store
 
-        store = cls(path, identity, layout, metrics)
+        store = cls(path, identity, layout, metrics, attrs)
         path.mkdir(parents=True, exist_ok=True)
         store._write_manifest()
         logger.info("created sweep store %s with %d chunks of up to %d points", path, layout.n_chunks, layout.chunk_size)
         return store
+
+    @classmethod
+    def existing(cls, path: str | os.PathLike) -> ChunkStore | None:
+        """Return the store at `path` as its manifest describes it, or None when `path` has no manifest.
+
+        Raises:
+            StoreError: the manifest cannot be read.
+        """
+        path = Path(path)
+        if not (path / MANIFEST_NAME).is_file():
+            return None
+        return cls._from_manifest(path)
 
     @classmethod
     def _from_manifest(cls, path: Path) -> ChunkStore:
@@ -255,11 +283,14 @@ class ChunkStore:
             layout = ChunkLayout(**manifest["layout"])
             metrics = {name: (tuple(entry["shape"]), np.dtype(entry["dtype"])) for name, entry in manifest["metrics"].items()}
             identity = manifest["identity"]
+            attrs = manifest.get("attrs", {})
+            if not isinstance(attrs, dict):
+                raise ValueError(f"attrs is {type(attrs).__name__}, not an object")
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise StoreError(
                 f"cannot read the manifest {str(manifest_path)!r}: {error}; delete the folder {str(path)!r} to start over"
             ) from None
-        return cls(path, identity, layout, metrics)
+        return cls(path, identity, layout, metrics, attrs)
 
     def _check_identity(self, identity: Mapping[str, Any], metrics: Mapping[str, tuple]) -> None:
         current = dict(identity)
@@ -275,7 +306,8 @@ class ChunkStore:
             raise StoreMismatchError(
                 f"sweep store {str(self.path)!r} was written for a different sweep ({'; '.join(differences)}). "
                 "Its chunks cannot be mixed with this sweep's: restore the original configuration and software "
-                "to resume, or delete the folder (or choose another output path) to start over"
+                "to resume, or delete the folder (or choose another output path) to start over",
+                self.attrs,
             )
 
     def _write_manifest(self) -> None:
@@ -286,6 +318,7 @@ class ChunkStore:
             "identity": self.identity,
             "metrics": _metrics_json(self.metrics),
             "layout": self.layout.to_json(),
+            "attrs": self.attrs,
         }
         with _atomic_file(self.path / MANIFEST_NAME) as stream:
             stream.write(json.dumps(manifest, indent=1).encode("utf-8"))

@@ -808,7 +808,7 @@ def sweep(
     if store is not None:
         metrics = {name: (spec.shape, spec.dtype) for name, spec in specs.items()}
         chunk_store = ChunkStore.open(
-            store, _store_identity(fingerprint, axes, seed_list), layout, metrics, resume=resume
+            store, _store_identity(fingerprint, axes, seed_list), layout, metrics, resume=resume, attrs=attrs
         )
         layout = chunk_store.layout
 
