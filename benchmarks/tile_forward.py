@@ -66,16 +66,20 @@ def machine_info() -> dict:
 # Timing.
 
 
-def time_interleaved(calls: dict, rounds: int, round_s: float) -> dict[str, list[float]]:
+def time_interleaved(calls: dict, rounds: int, round_s: float, warmup_s: float = 0.0) -> dict[str, list[float]]:
     """Time each jitted call, interleaved round by round; return seconds per call for every round.
 
     `calls` maps a name to (function, args). Every function is called once first so that compilation and
-    the first transfer are not timed. Within a round each function runs enough calls to fill about
-    `round_s` seconds, and the round ends with `block_until_ready` on the last result.
+    the first transfer are not timed, and then for `warmup_s` seconds more untimed. Within a round each
+    function runs enough calls to fill about `round_s` seconds, and the round ends with
+    `block_until_ready` on the last result.
     """
     calls_per_round = {}
     for name, (function, args) in calls.items():
         jax.block_until_ready(function(*args))
+        warmup_end = time.perf_counter() + warmup_s
+        while time.perf_counter() < warmup_end:
+            jax.block_until_ready(function(*args))
         start = time.perf_counter()
         jax.block_until_ready(function(*args))
         once = max(time.perf_counter() - start, 1e-6)

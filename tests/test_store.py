@@ -435,7 +435,7 @@ def test_cli_keep_store(study, tmp_path, capsys):
 
     store = tmp_path / "run.nc.parts"
     assert len(chunk_files(store)) == STUDY_CHUNKS
-    assert "kept the chunk store" in capsys.readouterr().out
+    assert "kept the sweep store" in capsys.readouterr().out
 
 
 def test_cli_logs_one_line_per_chunk(study, tmp_path, capsys):
@@ -475,6 +475,20 @@ def test_cli_changed_config_rejected(study, tmp_path, capsys):
     assert len(chunk_files(tmp_path / "run.nc.parts")) == STUDY_CHUNKS
 
 
+def test_cli_changed_config_without_resume(study, tmp_path, capsys):
+    output = tmp_path / "run.nc"
+    assert main(sweep_command(study, output, "--keep-store")) == 0
+    output.unlink()
+    study.write_text(STUDY.replace("batch = 16", "batch = 8"), encoding="utf-8")
+    capsys.readouterr()
+
+    assert main(sweep_command(study, output)) == 2
+
+    err = capsys.readouterr().err
+    assert "workload.batch: 16 -> 8" in err
+    assert "delete the folder to start over" in err
+
+
 def test_cli_comment_change_rejected(study, tmp_path, capsys):
     output = tmp_path / "run.nc"
     assert main(sweep_command(study, output, "--keep-store")) == 0
@@ -484,7 +498,7 @@ def test_cli_comment_change_rejected(study, tmp_path, capsys):
 
     assert main(sweep_command(study, output, "--resume")) == 2
 
-    assert "comments or layout only" in capsys.readouterr().err
+    assert "in comments or layout only" in capsys.readouterr().err
 
 
 def test_manifest_keeps_study_file(tmp_path):

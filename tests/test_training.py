@@ -429,6 +429,22 @@ def test_resume_missing_checkpoint_starts_fresh(key, tmp_path):
     assert path.exists()
 
 
+def test_existing_checkpoint_kept_without_overwrite(key, tmp_path):
+    path = tmp_path / "checkpoint.npz"
+    data = {"index": np.arange(6)}
+    settings = {"optimizer": optax.sgd(1.0), "batch_size": 2, "key": key, "checkpoint": path}
+    train(counting_loss, jnp.zeros(6), data, steps=3, **settings)
+    before = path.read_bytes()
+
+    with pytest.raises(ValueError, match="already exists; pass resume=True"):
+        train(counting_loss, jnp.zeros(6), data, steps=1, **settings)
+    assert path.read_bytes() == before
+
+    train(counting_loss, jnp.zeros(6), data, steps=1, overwrite=True, **settings)
+    with np.load(path) as stored:
+        assert int(stored["step"]) == 1
+
+
 def test_resume_rejects_mismatched_run(key, tmp_path):
     path = tmp_path / "checkpoint.npz"
     data = {"index": np.arange(6)}

@@ -18,7 +18,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_STUDY = "pcm_drift"
-# The chunk store of OUT.nc is the folder OUT.nc.parts beside it.
+# The sweep store of OUT.nc is the folder OUT.nc.parts beside it.
 STORE_SUFFIX = ".parts"
 
 
@@ -159,8 +159,16 @@ def command_sweep(args) -> int:
         if path is not None and path.exists() and not args.overwrite:
             raise UsageError(f"{str(path)!r} already exists; pass --overwrite to replace it or -o to write elsewhere")
     if store.exists() and not args.resume:
+        from .studies import study_file_change
+
+        change = study_file_change(store, config)
+        if change is not None:
+            raise UsageError(
+                f"the sweep store {str(store)!r} of an unfinished sweep exists, and {change}; delete the folder to "
+                "start over, or restore the study file and pass --resume to continue that sweep"
+            )
         raise UsageError(
-            f"the chunk store {str(store)!r} of an unfinished sweep exists; pass --resume to continue that sweep, "
+            f"the sweep store {str(store)!r} of an unfinished sweep exists; pass --resume to continue that sweep, "
             "or delete the folder to start over"
         )
     if args.scheduler is not None:
@@ -197,8 +205,13 @@ def command_sweep(args) -> int:
     except KeyboardInterrupt:
         close()
         if store.exists():
-            print(f"\nxbar: finished chunks are kept in {store}; run the same command with --resume to continue",
-                  file=sys.stderr)
+            done = len(list(store.glob("chunk-*.npz")))
+            if done:
+                print(f"\nxbar: the {done} finished chunks are kept in {store}; run the same command with --resume "
+                      "to continue", file=sys.stderr)
+            else:
+                print(f"\nxbar: no chunk had finished, so --resume would start over. A smaller --memory gives "
+                      f"smaller chunks that finish sooner (the store {store} is kept)", file=sys.stderr)
         raise
     finally:
         close()
@@ -229,7 +242,7 @@ def command_sweep(args) -> int:
     print(summary_table(ds, max_rows=500))
     print(f"wrote {output} ({elapsed:.1f} s)")
     if args.keep_store:
-        print(f"kept the chunk store {store}")
+        print(f"kept the sweep store {store}")
     if plot_message is not None:
         print(plot_message)
     return 0
@@ -283,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument(
         "--keep-store", action="store_true",
-        help=f"keep the chunk folder OUTPUT{STORE_SUFFIX}/ after the output is written (default: delete it)",
+        help=f"keep the sweep store folder OUTPUT{STORE_SUFFIX}/ after the output is written (default: delete it)",
     )
     sweep.add_argument(
         "--memory", type=parse_size, metavar="SIZE",
@@ -315,7 +328,8 @@ def main(argv=None) -> int:
         print(f"xbar: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("\nxbar: interrupted; outputs not reported as written were left untouched", file=sys.stderr)
+        print("\nxbar: interrupted; no output file was written or changed after the last 'wrote' message",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader of the output went away (for example `xbar sweep | head`). Every file is written before

@@ -142,6 +142,7 @@ def _train_both(config: StudyConfig, settings: dict) -> paired.TrainedPair:
         x, y = batch
         return optax.softmax_cross_entropy_with_integer_labels(float_network.software(params, x), y).mean()
 
+    logger.info("faults_digits: pre-training in software")
     pretrained = train(
         software_loss, float_network.init(key_init), data, optimizer=optimizer, steps=settings["train_steps"],
         key=key_pretrain,
@@ -152,6 +153,7 @@ def _train_both(config: StudyConfig, settings: dict) -> paired.TrainedPair:
     pretrained_mapped = paired.measure(float_network, pretrained, x_train, x_test, y_test)
     aware_tiles = paired.mapping_tiles(_without_faults(config.sections), pretrained_mapped, clip_ranges)
     aware_network = _network(settings, aware_tiles)
+    logger.info("faults_digits: continuing in software with weight clipping (standard)")
     standard = train(
         software_loss, aware_network.clip_weights(pretrained), data, optimizer=optimizer,
         steps=settings["variability_steps"], key=key_standard, project=aware_network.clip_weights,
@@ -165,6 +167,8 @@ def _train_both(config: StudyConfig, settings: dict) -> paired.TrainedPair:
         return optax.softmax_cross_entropy_with_integer_labels(chip(params, x, key=key), y).mean()
 
     aware_loss = variability_aware_loss(cross_entropy, aware_network, variation, samples=settings["device_samples"])
+    logger.info("faults_digits: continuing over %d sampled faulty chips per step (variability-aware)",
+                settings["device_samples"])
     aware = train(
         aware_loss, aware_network.clip_weights(pretrained), data, optimizer=optimizer,
         steps=settings["variability_steps"], key=key_aware, project=aware_network.clip_weights,

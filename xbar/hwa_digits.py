@@ -135,10 +135,12 @@ def _train_both(config: StudyConfig, settings: dict) -> paired.TrainedPair:
         return optax.softmax_cross_entropy_with_integer_labels(float_network.software(params, x), y).mean()
 
     data = (x_train, y_train)
+    logger.info("hwa_digits %s: pre-training in software", kind)
     pretrained = train(
         software_loss, float_network.init(key_init), data, optimizer=optimizer, steps=settings["train_steps"],
         key=key_pretrain,
     ).params
+    logger.info("hwa_digits %s: continuing in software", kind)
     software = train(software_loss, pretrained, data, optimizer=optimizer, steps=settings["hwa_steps"], key=key_software)
     software_mapped = paired.measure(float_network, software.params, x_train, x_test, y_test)
 
@@ -152,6 +154,7 @@ def _train_both(config: StudyConfig, settings: dict) -> paired.TrainedPair:
         x, y = batch
         return optax.softmax_cross_entropy_with_integer_labels(aware_network(params, x, key=key), y).mean()
 
+    logger.info("hwa_digits %s: continuing with the PCM tiles in the loop (hardware-aware)", kind)
     hardware_aware = train(
         hardware_loss, aware_network.clip_weights(pretrained), data, optimizer=optimizer,
         steps=settings["hwa_steps"], key=key_hardware, project=aware_network.clip_weights,

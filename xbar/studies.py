@@ -149,22 +149,35 @@ def _check_stored_study(store, config: StudyConfig) -> None:
         existing = ChunkStore.existing(store)
     except StoreError:
         return  # The sweep itself reports the damaged manifest.
+    change = study_file_change(store, config)
+    if change is not None:
+        raise StoreMismatchError(
+            f"sweep store {str(store)!r} was written for a different sweep: {change}. Its chunks cannot be mixed "
+            "with this sweep's: restore the original study file to resume, or delete the folder (or choose "
+            "another output path) to start over",
+            existing.attrs,
+        )
+
+
+def study_file_change(store, config: StudyConfig) -> str | None:
+    """Describe how `config` differs from the study file that the sweep store `store` was written for.
+
+    Returns None when the store has the same study file, or when there is no readable store at `store`.
+    Otherwise the description names every changed key with its old and new value.
+    """
+    try:
+        existing = ChunkStore.existing(store)
+    except StoreError:
+        return None
     if existing is None or existing.identity.get("fingerprint") == fingerprint_text(config.text):
-        return
+        return None
     stored_text = existing.attrs.get("config")
     changes = None if stored_text is None else _changed_keys(stored_text, config)
     if changes is None:
-        detail = "the study file differs from the one the store was written for"
-    elif changes:
-        detail = f"the study file changed: {'; '.join(changes)}"
-    else:
-        detail = "the study file's text changed (comments or layout only, but the text identifies the study)"
-    raise StoreMismatchError(
-        f"sweep store {str(store)!r} was written for a different sweep ({detail}). Its chunks cannot be mixed "
-        "with this sweep's: restore the original study file to resume, or delete the folder (or choose "
-        "another output path) to start over",
-        existing.attrs,
-    )
+        return "the study file differs from the one that the store was written for"
+    if changes:
+        return f"the study file changed ({'; '.join(changes)})"
+    return "the study file changed in comments or layout only, and its text identifies the study"
 
 
 def _changed_keys(stored_text: str, config: StudyConfig) -> list[str] | None:
@@ -174,10 +187,16 @@ def _changed_keys(stored_text: str, config: StudyConfig) -> list[str] | None:
     except ConfigError:
         return None
 
-    def flat(sections):
-        return {f"{section}.{name}": value for section, entries in sections.items() for name, value in entries.items()}
+    def flat(study):
+        entries = {
+            f"{section}.{name}": value for section, items in study.sections.items() for name, value in items.items()
+            if (section, name) != ("sweep", "axes")
+        }
+        # Each sweep axis under its own name, so that a change names the axis rather than the whole list.
+        entries.update({f"sweep axis {axis.key}": list(axis.values) for axis in study.axes})
+        return entries
 
-    old, new = flat(stored.sections), flat(config.sections)
+    old, new = flat(stored), flat(config)
     changes = []
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):

@@ -98,6 +98,7 @@ def train(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: Callable[[int, int, float], None] | None = None,
     progress_every: int | None = None,
 ) -> TrainResult:
@@ -128,6 +129,8 @@ def train(
         resume: continue from `checkpoint` when it exists, or start from step 0 when it does not. The
             checkpoint must come from a run with the same key, data size, batch size and parameter
             structure.
+        overwrite: without `resume`, replace an existing `checkpoint` file. When False (the default), an
+            existing file raises ValueError, so that a finished run's checkpoint is never lost by mistake.
         progress: called as progress(step, steps, loss) after every `progress_every` steps and after the
             last, with the number of steps done and the loss of the last step.
         progress_every: steps between progress calls (default: 1 % of `steps`, at least 1).
@@ -144,6 +147,11 @@ def train(
     if batch_size > examples:
         raise ValueError(f"batch_size {batch_size} exceeds the {examples} examples in data; pass at most {examples}")
     checkpoint_every = _check_checkpoint_arguments(checkpoint, checkpoint_every, resume)
+    if checkpoint is not None and not resume and not overwrite and Path(checkpoint).exists():
+        raise ValueError(
+            f"checkpoint {checkpoint} already exists; pass resume=True to continue that run, overwrite=True to "
+            "replace it, or another checkpoint path"
+        )
     progress_every = max(1, steps // 100) if progress_every is None else _check_size("progress_every", progress_every)
     identity = {"examples": examples, "batch_size": batch_size, "key": key}
     path = None if checkpoint is None else Path(checkpoint)
@@ -312,21 +320,27 @@ def _load_checkpoint(path: Path, params, opt_state, identity: dict):
     try:
         stored = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise ValueError(f"checkpoint {path} could not be read ({error}); delete it or pass resume=False") from error
+        raise ValueError(
+            f"checkpoint {path} could not be read ({error}); delete it, or start a new run with another checkpoint path"
+        ) from error
     with stored:
         version = int(stored["version"]) if "version" in stored else None
         if version != _CHECKPOINT_VERSION:
             raise ValueError(
                 f"checkpoint {path} has layout version {version}, expected {_CHECKPOINT_VERSION}; "
-                "delete it or train with resume=False"
+                "delete it, or start a new run with another checkpoint path"
             )
         if not np.array_equal(stored["key_data"], np.asarray(jax.random.key_data(identity["key"]))):
-            raise ValueError(f"checkpoint {path} was written by a run with another key; pass the same key or resume=False")
+            raise ValueError(
+                f"checkpoint {path} was written by a run with another key; pass the same key, or start a new run "
+                "with another checkpoint path"
+            )
         for name in ("examples", "batch_size"):
             if int(stored[name]) != identity[name]:
                 raise ValueError(
                     f"checkpoint {path} was written with {name}={int(stored[name])} but this run has "
-                    f"{name}={identity[name]}; pass the same data and batch size or resume=False"
+                    f"{name}={identity[name]}; pass the same data and batch size, or start a new run with another "
+                    "checkpoint path"
                 )
         params = _restore(stored, "params", params, path)
         opt_state = _restore(stored, "opt_state", opt_state, path)
@@ -340,7 +354,7 @@ def _restore(stored, prefix: str, template, path: Path):
     if len(names) != len(leaves):
         raise ValueError(
             f"checkpoint {path} contains {len(names)} {prefix} arrays but this run has {len(leaves)}; "
-            "use the same model and optimizer as the run that wrote it, or resume=False"
+            "use the same model and optimizer as the run that wrote it, or another checkpoint path for a new run"
         )
     restored = []
     for index, (name, leaf) in enumerate(zip(names, leaves)):
@@ -348,7 +362,7 @@ def _restore(stored, prefix: str, template, path: Path):
         if value.shape != leaf.shape or value.dtype != leaf.dtype:
             raise ValueError(
                 f"checkpoint {path}: {prefix} array {index} is {value.dtype} {value.shape} but this run expects "
-                f"{leaf.dtype} {leaf.shape}; use the same model and optimizer, or resume=False"
+                f"{leaf.dtype} {leaf.shape}; use the same model and optimizer, or another checkpoint path for a new run"
             )
         restored.append(jnp.asarray(value, leaf.dtype))
     return structure.unflatten(restored)

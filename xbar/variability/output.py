@@ -300,15 +300,16 @@ def plot_sweep(ds: xr.Dataset, path: str | os.PathLike, metric: str | None = Non
     shown_panels = panels[:MAX_PLOT_PANELS]
     columns = min(3, len(shown_panels))
     rows = -(-len(shown_panels) // columns)
-    figure = Figure(figsize=(4.8 * columns, 3.6 * rows), layout="constrained")
-    FigureCanvasAgg(figure)
-
     # Scalar variables in the metric's units (a software baseline, say) are drawn as dashed lines.
     references = [
         other for other, data in ds.data_vars.items()
         if other != name and data.ndim == 0 and data.attrs.get("units") == variable.attrs.get("units")
         and np.issubdtype(data.dtype, np.number)
     ]
+    # The legend beside the panels takes about 2.5 inches.
+    legend_width = 2.5 if line_dim or references else 0.0
+    figure = Figure(figsize=(4.8 * columns + legend_width, 3.6 * rows), layout="constrained")
+    FigureCanvasAgg(figure)
     line_count = ds.sizes[line_dim] if line_dim else 1
     y_label = textwrap.fill(_with_units(variable.attrs.get("long_name") or name, variable.attrs), width=40)
     for panel_number, panel in enumerate(shown_panels):
@@ -320,8 +321,9 @@ def plot_sweep(ds: xr.Dataset, path: str | os.PathLike, metric: str | None = Non
             if n_seeds > 1:
                 ax.fill_between(positions, low[index], high[index], color=drawn.get_color(), alpha=0.2, linewidth=0)
         for reference in references:
-            ax.axhline(float(ds[reference]), color="black", linestyle="--", linewidth=1,
-                       label=ds[reference].attrs.get("long_name") or reference)
+            # Wrapped like the axis labels: a long description would squeeze the panel out of the figure.
+            reference_label = textwrap.fill(ds[reference].attrs.get("long_name") or reference, width=35)
+            ax.axhline(float(ds[reference]), color="black", linestyle="--", linewidth=1, label=reference_label)
         if log_x:
             ax.set_xscale("log")
         if not x_numeric:
@@ -331,7 +333,8 @@ def plot_sweep(ds: xr.Dataset, path: str | os.PathLike, metric: str | None = Non
         if panel_dims:
             ax.set_title(_panel_title(ds, panel_dims, panel), fontsize="medium")
         if (line_dim or references) and panel_number == 0:
-            ax.legend(fontsize="small")
+            # One legend for the figure, beside the panels, so that it hides no line or band.
+            figure.legend(*ax.get_legend_handles_labels(), loc="outside right center", fontsize="small")
 
     if n_seeds > 1:
         title = f"{name}: line = mean over {n_seeds} seeds, band = min to max over seeds"
