@@ -30,7 +30,6 @@ object with every figure.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -48,6 +47,7 @@ from xbar.studies import load_digits_split, perceptron, train_perceptron
 # benchmarks/ is the script's folder, so it is on sys.path.
 from tile_forward import (
     compile_timed, format_time, machine_info, median_ratio, peak_memory, ratio_quartiles, time_interleaved,
+    timing_arguments,
 )
 
 HIDDEN = 256
@@ -294,17 +294,14 @@ def print_report(machine, settings, ranges, program_read, batches, accuracy, cos
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help=f"a batch of {LARGE_BATCH['quick']} in place of {LARGE_BATCH['full']} images and "
-                             "fewer, shorter timing rounds (under a minute)")
-    parser.add_argument("--rounds", type=int, default=None, help="timing rounds per call (default 31, quick 7)")
-    args = parser.parse_args(argv)
-    rounds = args.rounds or (7 if args.quick else 31)
-    if rounds < 1:
-        parser.error(f"--rounds must be at least 1, got {rounds}")
-    # Seconds of calls per function in each round.
-    round_s = 0.05 if args.quick else 0.2
+    quick_help = (
+        f"a batch of {LARGE_BATCH['quick']} in place of {LARGE_BATCH['full']} images and fewer, shorter timing "
+        "rounds (under a minute)"
+    )
+    args, rounds, round_s = timing_arguments(
+        __doc__.split("\n\n")[0], argv, rounds=31, quick_rounds=7, round_s=0.2, quick_round_s=0.05,
+        quick_help=quick_help,
+    )
 
     started = time.perf_counter()
     machine = machine_info()

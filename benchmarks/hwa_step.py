@@ -34,7 +34,6 @@ figure.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -54,6 +53,7 @@ from xbar.studies import load_digits_split, train_perceptron
 # benchmarks/ is the script's folder, so it is on sys.path.
 from tile_forward import (
     compile_timed, format_time, machine_info, median_ratio, peak_memory, ratio_quartiles, time_interleaved,
+    timing_arguments,
 )
 
 # Settings of examples/hwa_digits.toml.
@@ -213,22 +213,17 @@ def print_report(machine, results, memory, rounds, wall_s) -> None:
             draws = entry["normal_draws_s"] / entry["plain_s"]
             print(f"  batch {size}: ratio {entry['ratio']:.2f}; the noise draws alone take {draws:.1f}x the plain step")
     # A load at or above the core count means that other work competed for the CPU during the run.
-    if max(machine["load_average_1min"], machine["load_average_1min_end"]) >= machine["usable_cores"]:
-        print(f"NOTE: load average up to {max(machine['load_average_1min'], machine['load_average_1min_end']):.2f} "
-              f"on {machine['usable_cores']} cores: other processes shared the CPU, so these times may be off")
+    load = max(machine["load_average_1min"], machine["load_average_1min_end"])
+    if load >= machine["usable_cores"]:
+        print(f"NOTE: load average up to {load:.2f} on {machine['usable_cores']} cores: other processes shared "
+              "the CPU, so these times may be off")
     print(f"wall time {wall_s:.1f} s")
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer and shorter timing rounds (under a minute)")
-    parser.add_argument("--rounds", type=int, default=None, help="timing rounds per step (default 31, quick 7)")
-    args = parser.parse_args(argv)
-    rounds = args.rounds or (7 if args.quick else 31)
-    if rounds < 1:
-        parser.error(f"--rounds must be at least 1, got {rounds}")
-    # Seconds of calls per step in each round.
-    round_s = 0.02 if args.quick else 0.05
+    args, rounds, round_s = timing_arguments(
+        __doc__.split("\n\n")[0], argv, rounds=31, quick_rounds=7, round_s=0.05, quick_round_s=0.02
+    )
 
     started = time.perf_counter()
     machine = machine_info()

@@ -97,6 +97,30 @@ def time_interleaved(calls: dict, rounds: int, round_s: float, warmup_s: float =
     return per_call
 
 
+def timing_arguments(
+    description: str, argv, *, rounds: int, quick_rounds: int, round_s: float, quick_round_s: float,
+    quick_help: str = "fewer and shorter timing rounds (under a minute)",
+):
+    """Parse the --quick and --rounds options of a benchmark; return (args, rounds, round_s).
+
+    `round_s` is the time in seconds that each timed function runs in each round. `rounds` and `round_s`
+    apply without --quick, `quick_rounds` and `quick_round_s` with it.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument(
+        "--rounds", type=int, default=None, help=f"timing rounds per call (default {rounds}, quick {quick_rounds})"
+    )
+    args = parser.parse_args(argv)
+    if args.rounds is not None:
+        chosen = args.rounds
+    else:
+        chosen = quick_rounds if args.quick else rounds
+    if chosen < 1:
+        parser.error(f"--rounds must be at least 1, got {chosen}")
+    return args, chosen, (quick_round_s if args.quick else round_s)
+
+
 def compile_timed(function, args) -> tuple:
     """Return (the compiled `jax.jit(function)` for `args`, seconds spent tracing and compiling it)."""
     start = time.perf_counter()
@@ -329,15 +353,9 @@ def print_report(machine, read_s, products, parts, memory, rounds, wall_s) -> No
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer and shorter timing rounds (under a minute)")
-    parser.add_argument("--rounds", type=int, default=None, help="timing rounds per call (default 51, quick 11)")
-    args = parser.parse_args(argv)
-    rounds = args.rounds or (11 if args.quick else 51)
-    if rounds < 1:
-        parser.error(f"--rounds must be at least 1, got {rounds}")
-    # Seconds of calls per function in each round.
-    round_s = 0.015 if args.quick else 0.04
+    args, rounds, round_s = timing_arguments(
+        __doc__.split("\n\n")[0], argv, rounds=51, quick_rounds=11, round_s=0.04, quick_round_s=0.015
+    )
 
     started = time.perf_counter()
     machine = machine_info()

@@ -459,12 +459,17 @@ def test_cli_existing_store_needs_resume(study, tmp_path, capsys):
     assert not output.exists()
 
 
-def test_cli_changed_config_rejected(study, tmp_path, capsys):
-    output = tmp_path / "run.nc"
+def kept_store_then_edit(study, output, text, capsys):
+    """Run the study keeping its store, delete the output, write `text` as the study file and discard the captured output."""
     assert main(sweep_command(study, output, "--keep-store")) == 0
     output.unlink()
-    study.write_text(STUDY.replace("batch = 16", "batch = 8"), encoding="utf-8")
+    study.write_text(text, encoding="utf-8")
     capsys.readouterr()
+
+
+def test_cli_changed_config_rejected(study, tmp_path, capsys):
+    output = tmp_path / "run.nc"
+    kept_store_then_edit(study, output, STUDY.replace("batch = 16", "batch = 8"), capsys)
 
     assert main(sweep_command(study, output, "--resume")) == 2
 
@@ -477,10 +482,7 @@ def test_cli_changed_config_rejected(study, tmp_path, capsys):
 
 def test_cli_changed_config_without_resume(study, tmp_path, capsys):
     output = tmp_path / "run.nc"
-    assert main(sweep_command(study, output, "--keep-store")) == 0
-    output.unlink()
-    study.write_text(STUDY.replace("batch = 16", "batch = 8"), encoding="utf-8")
-    capsys.readouterr()
+    kept_store_then_edit(study, output, STUDY.replace("batch = 16", "batch = 8"), capsys)
 
     assert main(sweep_command(study, output)) == 2
 
@@ -491,10 +493,7 @@ def test_cli_changed_config_without_resume(study, tmp_path, capsys):
 
 def test_cli_comment_change_rejected(study, tmp_path, capsys):
     output = tmp_path / "run.nc"
-    assert main(sweep_command(study, output, "--keep-store")) == 0
-    output.unlink()
-    study.write_text("# a new comment\n" + STUDY, encoding="utf-8")
-    capsys.readouterr()
+    kept_store_then_edit(study, output, "# a new comment\n" + STUDY, capsys)
 
     assert main(sweep_command(study, output, "--resume")) == 2
 

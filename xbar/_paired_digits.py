@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +24,7 @@ from .config import ConfigError, StudyConfig, build_tile, uses_core
 from .crossbar import Tile
 from .crossbar.layers import Conv2D
 from .learning import AnalogConv2D, AnalogNetwork
-from .studies import _calibrated_adc_range
+from .studies import Workload, _calibrated_adc_range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +70,27 @@ def training_combinations(config: StudyConfig, training_keys: Sequence[str]) -> 
 def settings_key(workload: dict, training_keys: Sequence[str]) -> tuple:
     """Return the values of the training keys, which identify one training."""
     return tuple(workload[name] for name in training_keys)
+
+
+def workload(config: StudyConfig, training_keys: Sequence[str], train_pair: Callable, evaluate: Callable, *,
+             metrics: Sequence[str], float_names: Sequence[str], labels: Sequence[str], point_bytes: Callable) -> Workload:
+    """Train the pair of every swept combination of training keys, then return the sweep's workload.
+
+    `train_pair(config, settings)` returns the `TrainedPair` of one combination's [workload] settings, and
+    `evaluate(pair, sections, key)` the metrics of one grid point (a dict of the names in `metrics`).
+    `float_names` and `labels` name the float accuracies stored beside the sweep (see `float_accuracies`),
+    and `point_bytes(pair)` estimates the working memory of one grid point.
+    """
+    results = [train_pair(config, settings) for settings in training_combinations(config, training_keys)]
+    by_key = {settings_key(result.settings, training_keys): result for result in results}
+
+    def simulate(sections, key, data):
+        del data
+        return evaluate(by_key[settings_key(sections["workload"], training_keys)], sections, key)
+
+    extra, extra_attrs = float_accuracies(config, training_keys, results, float_names, labels)
+    units = {metric: "1" for metric in metrics}
+    return Workload(simulate, None, units, extra, extra_attrs, max(point_bytes(result) for result in results))
 
 
 def check_tile_per_layer(config: StudyConfig, workload: str) -> dict:

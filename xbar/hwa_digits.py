@@ -70,12 +70,8 @@ _CLASSES = 10
 def build_workload(config: StudyConfig) -> Workload:
     """Train both networks of every swept training setting, then return the sweep's workload."""
     _check_settings(config)
-    combinations = paired.training_combinations(config, _TRAINING_KEYS)
-    trained = {paired.settings_key(settings, _TRAINING_KEYS): _train_both(config, settings) for settings in combinations}
 
-    def simulate(sections, key, data):
-        del data
-        result = trained[paired.settings_key(sections["workload"], _TRAINING_KEYS)]
+    def evaluate(result, sections, key):
         t = sections["read"]["time"]
         accuracies = {}
         for metric, mapped in zip(METRICS, result.networks):
@@ -85,13 +81,11 @@ def build_workload(config: StudyConfig) -> Workload:
             accuracies[metric] = jnp.mean(jnp.argmax(logits, axis=1) == result.y_test)
         return accuracies
 
-    results = [trained[paired.settings_key(settings, _TRAINING_KEYS)] for settings in combinations]
-    extra, extra_attrs = paired.float_accuracies(
-        config, _TRAINING_KEYS, results, ("float_accuracy_software_trained", "float_accuracy_hardware_aware"),
-        ("software-trained", "hardware-aware"),
+    return paired.workload(
+        config, _TRAINING_KEYS, _train_both, evaluate, metrics=METRICS,
+        float_names=("float_accuracy_software_trained", "float_accuracy_hardware_aware"),
+        labels=("software-trained", "hardware-aware"), point_bytes=_point_bytes,
     )
-    point_bytes = max(_point_bytes(result) for result in trained.values())
-    return Workload(simulate, None, {metric: "1" for metric in METRICS}, extra, extra_attrs, point_bytes)
 
 
 def _check_settings(config: StudyConfig) -> None:

@@ -149,7 +149,7 @@ def _check_stored_study(store, config: StudyConfig) -> None:
         existing = ChunkStore.existing(store)
     except StoreError:
         return  # The sweep itself reports the damaged manifest.
-    change = study_file_change(store, config)
+    change = _study_change(existing, config)
     if change is not None:
         raise StoreMismatchError(
             f"sweep store {str(store)!r} was written for a different sweep: {change}. Its chunks cannot be mixed "
@@ -166,9 +166,12 @@ def study_file_change(store, config: StudyConfig) -> str | None:
     Otherwise the description names every changed key with its old and new value.
     """
     try:
-        existing = ChunkStore.existing(store)
+        return _study_change(ChunkStore.existing(store), config)
     except StoreError:
         return None
+
+
+def _study_change(existing: ChunkStore | None, config: StudyConfig) -> str | None:
     if existing is None or existing.identity.get("fingerprint") == fingerprint_text(config.text):
         return None
     stored_text = existing.attrs.get("config")
