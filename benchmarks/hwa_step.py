@@ -45,6 +45,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from xbar import _random
 from xbar.crossbar import ADC, DAC, Tile
 from xbar.devices import PCM, IdealDevice
 from xbar.learning import AnalogNetwork, LogUniformReadTime
@@ -124,19 +125,19 @@ def make_steps(network: AnalogNetwork, optimizer):
 def make_draws(network: AnalogNetwork):
     """Return a function of a key that draws the standard normals of one PCM step, in the same calls.
 
-    Per tile, programming draws the write noise and the drift exponent of each array (G+ and G-) in one
-    call per array. The drift-compensation reference read and the read at t take one call per array each.
-    The time of these draws is the floor that the device model's noise sets, whatever the batch size.
+    Per tile, programming draws the write noise and the drift exponent of both arrays (G+ and G-) and the
+    reference read of drift compensation in one call; the read at t takes one more call. The time of
+    these draws is the floor that the device model's noise sets, whatever the batch size.
     """
     shapes = [layer.weight_shape for layer in network.layers]
+    device = network.layers[0].tile.device
+    per_call = (2 * device.program_normals + 2 * device.read_normals, 2 * device.read_normals)
 
     def draws(key):
         total = jnp.zeros(())
         for shape, layer_key in zip(shapes, jax.random.split(key, len(shapes))):
-            keys = jax.random.split(layer_key, 6)
-            for index, k in enumerate(keys):
-                xi = jax.random.normal(k, ((2,) if index < 2 else ()) + shape)
-                total = total + xi.sum()
+            for count, k in zip(per_call, jax.random.split(layer_key, len(per_call))):
+                total = total + _random.normal(k, (count,) + shape).sum()
         return total
 
     return draws

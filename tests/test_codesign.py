@@ -196,15 +196,20 @@ def test_samples_average_draws():
 def test_gradient_optimum_within_grid_spacing():
     # Loss falls with read voltage (output and rounding noise shrink against the signal) until the outputs
     # saturate the fixed ADC range, and the array-read energy grows as V^2, so the objective has an
-    # interior minimum.
-    problem = teacher_problem()
+    # interior minimum. That minimum is flat: the objective changes by about 1e-3 over two grid steps. The
+    # objective of a single noise draw also has shallow local minima where outputs cross the ADC's full
+    # scale. In one of them Adam stopped 1.9 grid steps from the grid's best point for this key (more than
+    # one step for three of keys 0 to 4). The mean over 4 draws is smooth enough: after 400 steps the
+    # optimum was within 0.42 grid steps of the grid's best for each of keys 0 to 4.
+    base = teacher_problem()
+    problem = CodesignProblem(base.network, base.weights, base.x, base.y, base.energy_weight, samples=4)
     key = jax.random.key(0)
     voltages = np.geomspace(0.02, 2.0, 21)
     grid = grid_search(problem, {"read_voltage": voltages}, key=key, batch_size=7)
     best = grid.best["read_voltage"]
     assert voltages[0] < best < voltages[-1]
 
-    result = optimize(problem, {"read_voltage": 0.5}, key=key, steps=120)
+    result = optimize(problem, {"read_voltage": 0.5}, key=key, steps=400)
     spacing = math.log(voltages[1] / voltages[0])
     found = float(result.parameters["read_voltage"])
     assert abs(math.log(found / best)) <= spacing, (found, best)
@@ -213,7 +218,7 @@ def test_gradient_optimum_within_grid_spacing():
     objective = grid.dataset["objective"]
     assert objective.dims == ("read_voltage",)
     assert objective.sel(read_voltage=best).item() == pytest.approx(grid.best_objective)
-    assert result.history["objective"].shape == (120,)
+    assert result.history["objective"].shape == (400,)
     assert result.history["read_voltage"][0] == pytest.approx(0.5)
 
 

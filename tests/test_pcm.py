@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from xbar.devices import PCM
+from xbar.devices import PCM, draws_normals
+from xbar.variability import StuckAtFaults
 
 G_MAX = 25e-6  # S
 T0 = 20.0  # s
@@ -245,6 +246,32 @@ def test_drift_never_increases_conductance(key):
 
     assert np.all(np.diff(drifted, axis=0) <= 0)
     assert np.all(drifted <= np.asarray(state.g))
+
+
+def test_key_and_explicit_normals_give_the_same_device(key):
+    """Programming and reading with a key equal the explicit-normals methods fed the normals JAX draws."""
+    device = PCM()
+    target = jnp.linspace(0.0, G_MAX, 96).reshape(8, 12)
+    state = device.program(target, key=key)
+    # `program` draws its first attempt from fold_in(key, 0): write noise and drift exponent.
+    normals = jax.random.normal(jax.random.fold_in(key, 0), (device.program_normals,) + target.shape)
+    explicit = device.program_from_normals(target, normals)
+    np.testing.assert_array_equal(state.g, explicit.g)
+    np.testing.assert_array_equal(state.nu, explicit.nu)
+
+    read_key = jax.random.fold_in(key, 1)
+    normals = jax.random.normal(read_key, (device.read_normals,) + target.shape)
+    np.testing.assert_array_equal(device.read(state, DAY, key=read_key), device.read_from_normals(state, DAY, normals))
+
+
+def test_only_devices_that_draw_through_normals_say_so():
+    class OwnRead(PCM):
+        def read(self, state, t, *, key):
+            return self.drift(state, t)
+
+    assert draws_normals(PCM())
+    assert not draws_normals(OwnRead())
+    assert not draws_normals(StuckAtFaults(PCM(), sa0_rate=0.1))
 
 
 # Gradual SET and abrupt RESET.

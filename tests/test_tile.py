@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from xbar.crossbar import ADC, DAC, Tile, weights_to_conductances
+from xbar.crossbar import ADC, DAC, Parasitics, Tile, weights_to_conductances
 from xbar.devices import PCM, IdealDevice, ProgramVerify
 
 DAY = 86400.0  # s
@@ -327,6 +327,35 @@ def tile_draws(tile, weights, inputs, key_program, key_read, key_product):
     state = tile.program(weights, key=key_program)
     read = tile.read(state, DAY, key=key_read)
     return state.g_pos.g, read.g_diff, tile.matmul(read, inputs, key=key_product)
+
+
+def test_each_array_draws_its_own_noise(key):
+    """A PCM tile draws the noise of G+, G- and their reads in one call per step; no two share it.
+
+    With all weights zero both arrays target g_min, so their write noise, drift exponents and read noise
+    follow the same distribution. Over n devices the sample correlation of independent quantities has
+    standard error about 1 / sqrt(n). A slice of the draw used twice would give a correlation of 1. The
+    wire resistance only makes the read return G+ and G- apart.
+    """
+    rows, columns = 64, 64
+    n = rows * columns
+    tile = Tile(device=PCM(), weight_range=1.0, drift_compensation=True, parasitics=Parasitics(word_line=1.0))
+    state = tile.program(jnp.zeros((rows, columns)), key=key)
+    read = tile.read(state, DAY, key=jax.random.fold_in(key, 1))
+    # Relative read noise of each device: read / drifted - 1 where the device is not at 0 S.
+    noise_pos = read.g_pos / tile.device.drift(state.g_pos, DAY) - 1
+    noise_neg = read.g_neg / tile.device.drift(state.g_neg, DAY) - 1
+    both = (state.g_pos.g > 0) & (state.g_neg.g > 0)
+    pairs = {
+        "write noise of G+ and G-": (state.g_pos.g, state.g_neg.g),
+        "drift exponents of G+ and G-": (state.g_pos.nu, state.g_neg.nu),
+        "write noise and drift exponent of G+": (state.g_pos.g, state.g_pos.nu),
+        "read noise of G+ and G-": (noise_pos[both], noise_neg[both]),
+        "write and read noise of G+": (state.g_pos.g[both], noise_pos[both]),
+    }
+    for name, (a, b) in pairs.items():
+        r = np.corrcoef(np.ravel(a), np.ravel(b))[0, 1]
+        assert abs(r) < Z / np.sqrt(np.size(a)), (name, r)
 
 
 def test_same_key_same_tile_results(rng):

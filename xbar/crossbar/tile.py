@@ -6,8 +6,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .. import _random
 from .._validation import check_finite, check_positive, check_time, is_concrete
-from ..devices import Device, DeviceState, IdealDevice, ProgramVerify, program_with_pulses
+from ..devices import Device, DeviceState, IdealDevice, ProgramVerify, draws_normals, program_with_pulses
 from .parasitics import Parasitics, solve_crossbar
 from .periphery import ADC, DAC
 
@@ -184,6 +185,8 @@ class Tile(eqx.Module):
             level = self.compensation_input * self.read_voltage
             target_pos = compensate_ir_drop(target_pos, self.parasitics, level, g_max=g_max)
             target_neg = compensate_ir_drop(target_neg, self.parasitics, level, g_max=g_max)
+        if self._draws_normals_at_once:
+            return self._program_from_normals(target_pos, target_neg, weight_scale, key)
         key_pos, key_neg, key_reference = jax.random.split(key, 3)
         if self.program_by_pulses:
             settings = {"tolerance": self.verify.tolerance, "max_pulses": self.verify.max_iterations}
@@ -200,6 +203,24 @@ class Tile(eqx.Module):
         )
         return TileState(g_pos=g_pos, g_neg=g_neg, weight_scale=weight_scale, reference_current=reference)
 
+    @property
+    def _draws_normals_at_once(self) -> bool:
+        """True when one generator call can draw all the noise of programming, or of a read, of this tile."""
+        return draws_normals(self.device) and self.verify is None and not self.program_by_pulses
+
+    def _program_from_normals(self, target_pos, target_neg, weight_scale, key) -> TileState:
+        """Program both arrays and take the compensation reference, with all their normals in one draw."""
+        device = self.device
+        p, r = device.program_normals, device.read_normals
+        normals = _random.normal(key, (2 * p + 2 * r,) + jnp.shape(target_pos), target_pos.dtype)
+        g_pos = device.program_from_normals(target_pos, normals[:p])
+        g_neg = device.program_from_normals(target_neg, normals[p : 2 * p])
+        # The compensation reference is one read right after programming (t = 0).
+        reference = jnp.sum(device.read_from_normals(g_pos, 0.0, normals[2 * p : 2 * p + r])) + jnp.sum(
+            device.read_from_normals(g_neg, 0.0, normals[2 * p + r :])
+        )
+        return TileState(g_pos=g_pos, g_neg=g_neg, weight_scale=weight_scale, reference_current=reference)
+
     def read(self, state: TileState, t, *, key: jax.Array) -> TileRead:
         """Read every device at time `t` (s) after programming: drift plus accumulated read noise."""
         check_time("read time t", t)
@@ -208,9 +229,15 @@ class Tile(eqx.Module):
                 f"read time t must be a scalar, got shape {jnp.shape(t)}; read several times with "
                 "jax.vmap(lambda t: tile.read(state, t, key=key))(times)"
             )
-        key_pos, key_neg = jax.random.split(key)
-        g_pos = self.device.read(state.g_pos, t, key=key_pos)
-        g_neg = self.device.read(state.g_neg, t, key=key_neg)
+        if draws_normals(self.device):
+            r = self.device.read_normals
+            normals = _random.normal(key, (2 * r,) + jnp.shape(state.g_pos.g), state.g_pos.g.dtype)
+            g_pos = self.device.read_from_normals(state.g_pos, t, normals[:r])
+            g_neg = self.device.read_from_normals(state.g_neg, t, normals[r:])
+        else:
+            key_pos, key_neg = jax.random.split(key)
+            g_pos = self.device.read(state.g_pos, t, key=key_pos)
+            g_neg = self.device.read(state.g_neg, t, key=key_neg)
 
         g_square = None if _is_zero(self.short_term_noise) else g_pos * g_pos + g_neg * g_neg
         if self.drift_compensation:
@@ -274,14 +301,14 @@ class Tile(eqx.Module):
         """Add short-term noise (from sum_i (V_i G_ij)^2 over both arrays, or None) and output noise."""
         key_short, key_output = jax.random.split(key)
         if device_square is None:
-            return current + self.output_noise * jax.random.normal(key_output, current.shape, current.dtype)
+            return current + self.output_noise * _random.normal(key_output, current.shape, current.dtype)
         # Short-term and output noise are independent zero-mean Gaussians, so their sum is one Gaussian
         # with the summed variance. One normal per output instead of two gives the same distribution at
         # half the drawing cost, which on a CPU is about that of the product (benchmarks/tile_forward.py).
         variance = device_square * self.short_term_noise**2
         if not _is_zero(self.output_noise):
             variance = variance + self.output_noise**2
-        return current + _safe_sqrt(variance) * jax.random.normal(key_short, current.shape, current.dtype)
+        return current + _safe_sqrt(variance) * _random.normal(key_short, current.shape, current.dtype)
 
     def _to_weights(self, current, weight_scale, drift_gain):
         """Digitize output currents (A) and scale them to weight units."""

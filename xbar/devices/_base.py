@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .. import _random
 from .._validation import check_finite, check_positive, check_time
 
 
@@ -54,6 +56,8 @@ class Device(eqx.Module):
     Time `t` is always measured from the end of the last programming or pulse event.
 
     Subclasses implement `_program_once`, `drift`, `read` and `apply_pulses` and declare `g_min`, `g_max`.
+    A model whose write and read noise are standard normals derives from `NormalNoiseDevice` instead, which
+    lets a tile draw the noise of all its devices at once.
     """
 
     g_min: eqx.AbstractVar[float]
@@ -94,6 +98,66 @@ class Device(eqx.Module):
     def check_read_time(self, t) -> None:
         """Raise ValueError for a concrete negative or non-finite read time."""
         check_time("read time t", t)
+
+
+class NormalNoiseDevice(Device):
+    """Base of device models whose write and read noise are standard normals, a fixed number per device.
+
+    One programming attempt draws `program_normals` standard normals per device and one read draws
+    `read_normals`; nothing else in them is random. Subclasses implement `_program_from_normals` and
+    `read_from_normals`, which take the normals as an array of shape (count, *shape) instead of a key.
+    Programming and reading with a key draw those normals and call them, so both routes give the same
+    numbers for the same normals.
+
+    The explicit route lets an array model draw the noise of many arrays at once. A `Tile` draws the
+    normals of both arrays of its differential pair and of the reference read of drift compensation in
+    one call of the generator. On a CPU each call of the generator is a loop that XLA runs apart from the
+    operations around it, so one call for all the normals costs less than one call per array
+    (benchmarks/hwa_step.py).
+    """
+
+    program_normals: ClassVar[int]
+    read_normals: ClassVar[int]
+
+    @abc.abstractmethod
+    def _program_from_normals(self, target: jax.Array, normals: jax.Array) -> DeviceState:
+        """Program every device once towards `target` (S, inside the range) with the given normals."""
+
+    @abc.abstractmethod
+    def read_from_normals(self, state: DeviceState, t, normals: jax.Array) -> jax.Array:
+        """Return the conductance (S) read at time t (s): `read`, with its normals given (read_normals, *shape)."""
+
+    def program_from_normals(self, target, normals) -> DeviceState:
+        """Program target conductances (S), clipped to [g_min, g_max], once, with the given standard normals.
+
+        `normals` has shape (program_normals, *target.shape). Differentiable; no program-and-verify.
+        """
+        target = jnp.clip(jnp.asarray(target, dtype=jnp.result_type(float)), self.g_min, self.g_max)
+        return self._program_from_normals(target, normals)
+
+    def _program_once(self, target, *, key):
+        normals = _random.normal(key, (self.program_normals,) + jnp.shape(target), target.dtype)
+        return self._program_from_normals(target, normals)
+
+    def read(self, state, t, *, key):
+        """Return the conductance (S) read at time t (s) after programming, with drift and read noise."""
+        shape = jnp.broadcast_shapes(jnp.shape(state.g), jnp.shape(t))
+        normals = _random.normal(key, (self.read_normals,) + shape, state.g.dtype)
+        return self.read_from_normals(state, t, normals)
+
+
+def draws_normals(device: Device) -> bool:
+    """True when `device` programs and reads through its explicit-normals methods (`NormalNoiseDevice`).
+
+    A subclass that overrides `read` or `_program_once` draws its noise its own way, so callers must use
+    those methods with a key.
+    """
+    cls = type(device)
+    return (
+        isinstance(device, NormalNoiseDevice)
+        and cls.read is NormalNoiseDevice.read
+        and cls._program_once is NormalNoiseDevice._program_once
+    )
 
 
 def _program_and_verify(device: Device, target, first: DeviceState, key, verify: ProgramVerify) -> DeviceState:

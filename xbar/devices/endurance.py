@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _random
 from .._validation import check_finite, check_positive, is_concrete
 from ._base import Device, DeviceState, ProgramVerify
 from .programming_pulse import ProgrammingPulse
@@ -203,7 +204,7 @@ class Endurance(Device):
             return jnp.full(shape, jnp.inf, dtype)
         if self.failure_distribution == "weibull":
             return jax.random.weibull_min(key, self.failure_scale, self.failure_shape, shape, dtype)
-        return self.failure_scale * jnp.exp(self.failure_shape * jax.random.normal(key, shape, dtype))
+        return self.failure_scale * jnp.exp(self.failure_shape * _random.normal(key, shape, dtype))
 
     # Device interface.
 

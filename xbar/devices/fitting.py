@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
 
+from .. import _random
 from .pulsed import PiecewiseStep, PulsedDevice, pulse_trajectory
 
 logger = logging.getLogger(__name__)
@@ -283,7 +284,7 @@ def simulate_reads(device: PulsedDevice, g_start, n_pulses: int, *, key, potenti
     """
     key_pulses, key_reads = jax.random.split(key)
     path = pulse_trajectory(device, g_start, n_pulses, key=key_pulses, potentiate=potentiate)
-    xi = jax.random.normal(key_reads, path.shape, path.dtype)
+    xi = _random.normal(key_reads, path.shape, path.dtype)
     return jnp.maximum(path + device.read_noise * xi, 0.0)
 
 

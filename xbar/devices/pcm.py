@@ -16,8 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _random
 from .._validation import check_finite, check_positive, check_range, is_concrete
-from ._base import Device, DeviceState
+from ._base import DeviceState, NormalNoiseDevice
 from .programming_pulse import ProgrammingPulse, check_pulse
 
 # Smallest relative conductance used inside logarithms (the clamp of the published model).
@@ -43,7 +44,7 @@ class PCMState(DeviceState):
     nu: jax.Array
 
 
-class PCM(Device):
+class PCM(NormalNoiseDevice):
     """Statistical PCM model: polynomial write noise, power-law drift and accumulated 1/f read noise.
 
     With x = G_T / g_max for a target conductance G_T:
@@ -182,16 +183,18 @@ class PCM(Device):
     # Device interface.
 
     def _sample_nu(self, g_target, key):
-        xi = jax.random.normal(key, jnp.shape(g_target), jnp.result_type(float))
+        xi = _random.normal(key, jnp.shape(g_target), jnp.result_type(float))
         return self._nu(g_target, xi)
 
     def _nu(self, g_target, xi):
         return jnp.abs(self.drift_exponent_mean(g_target) + self.drift_exponent_std(g_target) * xi)
 
-    def _program_once(self, target, *, key):
-        # One draw for the write noise and the drift exponent, because on a CPU each call of the generator runs
-        # its own loop.
-        xi_write, xi_nu = jax.random.normal(key, (2,) + jnp.shape(target), target.dtype)
+    # Standard normals per device: write noise and drift exponent when programming; read noise when reading.
+    program_normals = 2
+    read_normals = 1
+
+    def _program_from_normals(self, target, normals):
+        xi_write, xi_nu = normals
         g = jnp.maximum(target + self.programming_noise_std(target) * xi_write, 0.0)
         return PCMState(g=g, iterations=jnp.ones(jnp.shape(target), jnp.int32), nu=self._nu(target, xi_nu))
 
@@ -200,11 +203,10 @@ class PCM(Device):
         self.check_read_time(t)
         return state.g * self.drift_factor(self.drift_scale * state.nu, t)
 
-    def read(self, state, t, *, key):
+    def read_from_normals(self, state, t, normals):
         """Return the conductance (S) read at t seconds after programming: drift plus accumulated 1/f noise."""
         g_drift = self.drift(state, t)
-        xi = jax.random.normal(key, jnp.shape(g_drift), g_drift.dtype)
-        noisy = g_drift + jnp.abs(g_drift) * self.read_noise_std(state.g, t) * xi
+        noisy = g_drift + jnp.abs(g_drift) * self.read_noise_std(state.g, t) * normals[0]
         return jnp.maximum(noisy, 0.0)
 
     def apply_pulses(self, state, n_pulses, *, key, max_pulses=None):
@@ -230,7 +232,7 @@ class PCM(Device):
         dtype = u.dtype
 
         def one_pulse(step, u):
-            xi = jax.random.normal(jax.random.fold_in(key_set, step), u.shape, dtype)
+            xi = _random.normal(jax.random.fold_in(key_set, step), u.shape, dtype)
             du = self.set_step * (1.0 + self.set_amplitude * jnp.exp(-self.set_rate * u))
             std = self.set_noise * (jnp.abs(du) + self.set_noise_offset + self.set_noise_slope * jnp.abs(u))
             new = jnp.clip(u + du + std * xi, 0.0, 1.0)
@@ -241,7 +243,7 @@ class PCM(Device):
         elif max_pulses > 0:
             u = jax.lax.fori_loop(0, max_pulses, one_pulse, u)
 
-        reset_xi = jax.random.normal(key_reset, u.shape, dtype)
+        reset_xi = _random.normal(key_reset, u.shape, dtype)
         u_reset = jnp.clip(self.reset_level + self.reset_noise * reset_xi, 0.0, 1.0)
         u = jnp.where(n < 0, u_reset, u)
 

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _random
 from .._validation import check_finite, is_concrete
 from ._base import Device, DeviceState
 from .programming_pulse import ProgrammingPulse, check_pulse
@@ -332,7 +333,7 @@ class PulsedDevice(Device):
         return self.g_max - self.g_min
 
     def _program_once(self, target, *, key):
-        xi = jax.random.normal(key, jnp.shape(target), target.dtype)
+        xi = _random.normal(key, jnp.shape(target), target.dtype)
         g = jnp.clip(target + self.write_noise * xi, self.g_min, self.g_max)
         return DeviceState(g=g, iterations=jnp.ones(jnp.shape(g), jnp.int32))
 
@@ -342,7 +343,7 @@ class PulsedDevice(Device):
 
     def read(self, state, t, *, key):
         g = self.drift(state, t)
-        xi = jax.random.normal(key, jnp.shape(g), g.dtype)
+        xi = _random.normal(key, jnp.shape(g), g.dtype)
         return jnp.maximum(g + self.read_noise * xi, 0.0)
 
     def step(self, u, potentiate, xi):
@@ -398,7 +399,7 @@ def _apply_pulses(device: PulsedDevice, g, n_pulses, key, max_pulses):
     u = jnp.broadcast_to((g - g_min) / span, shape)
 
     def one_pulse(index, u):
-        xi = jax.random.normal(jax.random.fold_in(key, index), shape, u.dtype)
+        xi = _random.normal(jax.random.fold_in(key, index), shape, u.dtype)
         return jnp.where(index < count, device.step(u, potentiate, xi), u)
 
     if max_pulses is None:
@@ -427,7 +428,7 @@ def pulse_trajectory(device: PulsedDevice, g_start, n_pulses: int, *, key, poten
     u0 = jnp.broadcast_to((g0 - g_min) / span, shape)
 
     def one_pulse(u, index):
-        xi = jax.random.normal(jax.random.fold_in(key, index), shape, u.dtype)
+        xi = _random.normal(jax.random.fold_in(key, index), shape, u.dtype)
         u = device.step(u, potentiate, xi)
         return u, u
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from .. import _random
 from .._validation import check_finite, check_positive
 from ._base import Device, DeviceState, ProgramVerify
 from .programming_pulse import ProgrammingPulse
@@ -117,7 +118,7 @@ class Retention(Device):
         key_inner, key_spread = jax.random.split(key)
         g = self.device.read(state, t, key=key_inner)
         u = self._log_time(t)
-        xi = jax.random.normal(key_spread, jnp.shape(g), g.dtype)
+        xi = _random.normal(key_spread, jnp.shape(g), g.dtype)
         u = jnp.broadcast_to(u, jnp.shape(g))
         return jnp.maximum(self._relax_unclamped(g, u) + self.spread * u * xi, 0.0)
 

@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _random
 from .._validation import check_finite, check_positive, check_time, is_concrete
 from ..crossbar.layers import ACTIVATIONS, Conv2D, _activation_function
 from ..crossbar.tile import Tile
@@ -187,7 +188,7 @@ def _pair(name: str, value) -> tuple[int, int]:
 def _initial_weights(key, shape, fan_in: int, activation, tile: Tile):
     """Draw He-normal weights for ReLU layers, LeCun-normal otherwise, clipped to the weight range."""
     gain = 2.0 if _activation_function(activation) is jax.nn.relu else 1.0
-    weights = jax.random.normal(key, shape, jnp.result_type(float)) * math.sqrt(gain / fan_in)
+    weights = _random.normal(key, shape, jnp.result_type(float)) * math.sqrt(gain / fan_in)
     if tile.weight_range is not None:
         weights = jnp.clip(weights, -tile.weight_range, tile.weight_range)
     return weights

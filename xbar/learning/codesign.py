@@ -64,6 +64,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from .. import _random
 from .._validation import check_finite, check_positive, is_concrete
 from ..crossbar.cost import CostModel, tile_cost
 from ..crossbar.layers import Conv2D, _activation_function
@@ -184,7 +185,7 @@ def _smooth_converters(tile: Tile, x, key, *, noise: bool):
     if dac.bits is not None:
         x = jnp.clip(x, -dac.input_range, dac.input_range)
         if noise:
-            x = x + dac.input_range * _rounding_rms(dac.bits) * jax.random.normal(key, x.shape, x.dtype)
+            x = x + dac.input_range * _rounding_rms(dac.bits) * _random.normal(key, x.shape, x.dtype)
     output_noise = tile.output_noise
     if adc.bits is not None and noise:
         output_noise = jnp.sqrt(jnp.square(output_noise) + jnp.square(adc.current_range * _rounding_rms(adc.bits)))

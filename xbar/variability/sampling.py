@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtr, ndtri
 
+from .. import _random
 from .._validation import check_finite, check_positive, is_concrete
 
 logger = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ def correlated_normal(key: jax.Array, shape: Sequence[int], correlation_length: 
     kernel = kernel / jnp.sqrt(jnp.sum(kernel**2))
 
     rows, columns = shape[-2:]
-    padded = jax.random.normal(key, (*shape[:-2], rows + 2 * radius, columns + 2 * radius), jnp.result_type(float))
+    padded = _random.normal(key, (*shape[:-2], rows + 2 * radius, columns + 2 * radius), jnp.result_type(float))
     # Valid-mode filtering along each axis: the whole kernel overlaps every output cell, so the variance is uniform.
     along_rows = sum(kernel[i] * padded[..., i : i + rows, :] for i in range(2 * radius + 1))
     return sum(kernel[i] * along_rows[..., :, i : i + columns] for i in range(2 * radius + 1))
@@ -240,7 +241,7 @@ def sample_parameters(
 
 def _standard_normal(key, shape, correlation_length):
     if correlation_length is None:
-        return jax.random.normal(key, shape, jnp.result_type(float))
+        return _random.normal(key, shape, jnp.result_type(float))
     return correlated_normal(key, shape, correlation_length)
 
 
