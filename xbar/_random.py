@@ -4,11 +4,13 @@ On a CPU, JAX computes the threefry generator as a loop of five steps (a rolled 
 times short). XLA then fuses the conversion of its bits to normals into every operation that uses them,
 recomputing it there. In the hardware-aware training step of the digits network on PCM tiles
 (benchmarks/hwa_step.py) the normals took 40 % of the time at the full training set and 65 % at 32
-images, measured on one core. `normal` computes the same threefry-2x32 function (Salmon et al.,
-"Parallel random numbers: as easy as 1, 2, 3", SC 2011) with its 20 rounds written out, converts the
-bits to normals exactly as `jax.random.normal` does, and runs it inside a loop of two halves, which XLA
-neither removes nor fuses into other operations. So the normals are computed once, into one buffer, and are
-the same numbers, bit for bit, that `jax.random.normal(key, shape, dtype)` returns (tests/test_random.py).
+images, measured on one core.
+
+`normal` computes the same threefry-2x32 function (Salmon et al., "Parallel random numbers: as easy as
+1, 2, 3", SC 2011) with its 20 rounds written out. It converts the bits to normals exactly as
+`jax.random.normal` does, inside a loop of two halves that XLA neither removes nor fuses into other
+operations. So the normals are computed once, into one buffer, and are the same numbers, bit for bit,
+that `jax.random.normal(key, shape, dtype)` returns (tests/test_random.py).
 
 The written-out path applies to draws of at most 65,536 float32 normals from threefry keys on the CPU
 backend, with JAX's default `jax_threefry_partitionable` setting. Everything else calls
