@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python benchmarks/hwa_step.py            # full run, about a minute on 2 cores
+    python benchmarks/hwa_step.py            # full run, about 30 s on 2 cores
     python benchmarks/hwa_step.py --quick    # fewer and shorter rounds, under a minute
 
 The network is the 64-32-10 ReLU perceptron of the `hwa_digits` workload (examples/hwa_digits.toml),

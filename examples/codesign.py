@@ -2,7 +2,7 @@
 
 Run from the repository root (needs the examples extra: pip install "xbar-sim[examples]"):
 
-    python examples/codesign.py            # about 1.5 minutes on 2 cores
+    python examples/codesign.py            # about 15 s on 2 cores, mostly start-up and compilation
     python examples/codesign.py --quick    # coarser grid, fewer steps and examples
 
 The network is the 64-32-10 ReLU perceptron of `xbar.studies`, trained in software with Adam on the
@@ -49,6 +49,14 @@ BITS = 8
 READ_TIME_S = 3600.0
 OUTPUT_NOISE_A = 1e-7
 START = {"read_voltage": 0.5, "adc_range": 3e-5}  # V, A: away from the optimum on purpose
+UNITS = {"g_max": "S", "read_voltage": "V", "dac_range": "(input units, per layer)", "adc_range": "A"}
+
+
+def format_value(value) -> str:
+    """Four significant digits; a list in brackets for per-layer values."""
+    values = np.atleast_1d(np.asarray(value, dtype=float))
+    text = ", ".join(f"{v:.4g}" for v in values)
+    return f"[{text}]" if np.ndim(value) else text
 
 
 def build_problem(args) -> CodesignProblem:
@@ -160,9 +168,12 @@ def main(argv=None) -> None:
     joint = joint_codesign(problem, args, key)
     print("Joint co-design of g_max, read voltage, DAC ranges and ADC range:")
     for name, value in joint["optimum"].items():
-        print(f"  {name}: {joint['start'][name]} -> {value}")
-    for part in ("objective", "loss", "energy", "accuracy"):
-        print(f"  {part}: {joint['before'][part]:.4g} -> {joint['after'][part]:.4g}")
+        print(f"  {name}: {format_value(joint['start'][name])} -> {format_value(value)} {UNITS[name]}")
+    labels = {"objective": "objective", "loss": "loss", "energy": "energy per image (J)", "accuracy": "training accuracy"}
+    for part, label in labels.items():
+        print(f"  {label}: {joint['before'][part]:.4g} -> {joint['after'][part]:.4g}")
+    if joint["optimum"]["g_max"] > 25e-6 * 1.05:
+        print("  note: the PCM model was fitted at g_max = 25 uS; an optimum above it extrapolates the model")
     if "d_objective_d_log_wire_resistance" in joint:
         print(f"  d objective / d ln(wire resistance): {joint['d_objective_d_log_wire_resistance']:.4g}")
     print(json.dumps({"check": check, "joint": joint}, default=float))

@@ -269,8 +269,13 @@ def test_only_devices_that_draw_through_normals_say_so():
         def read(self, state, t, *, key):
             return self.drift(state, t)
 
+    class OwnProgram(PCM):
+        def program(self, target, *, key, verify=None):
+            return super().program(target, key=key, verify=verify)
+
     assert draws_normals(PCM())
     assert not draws_normals(OwnRead())
+    assert not draws_normals(OwnProgram())
     assert not draws_normals(StuckAtFaults(PCM(), sa0_rate=0.1))
 
 

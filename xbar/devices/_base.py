@@ -149,14 +149,16 @@ class NormalNoiseDevice(Device):
 def draws_normals(device: Device) -> bool:
     """True when `device` programs and reads through its explicit-normals methods (`NormalNoiseDevice`).
 
-    A subclass that overrides `read` or `_program_once` draws its noise its own way, so callers must use
-    those methods with a key.
+    A subclass that overrides `program`, `_program_once` or `read` draws its noise its own way, so callers
+    must use those methods with a key. A tile on such a device draws each array's noise from its own key,
+    so for one key its conductances differ from those of a tile on the parent model.
     """
     cls = type(device)
     return (
         isinstance(device, NormalNoiseDevice)
-        and cls.read is NormalNoiseDevice.read
+        and cls.program is Device.program
         and cls._program_once is NormalNoiseDevice._program_once
+        and cls.read is NormalNoiseDevice.read
     )
 
 
