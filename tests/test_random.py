@@ -55,6 +55,11 @@ def test_other_keys_and_precisions_fall_back_to_jax():
     assert _random.normal(key, (0, 3)).shape == (0, 3)
 
 
+def test_a_number_in_place_of_a_key_gets_jax_message():
+    with pytest.raises(TypeError, match="invalid PRNG key"):
+        _random.normal(1, (3,))
+
+
 def test_normal_statistics():
     """Mean 0 and variance 1 within five standard errors (1/sqrt(n) and sqrt(2/(n-1)))."""
     n = 200_000

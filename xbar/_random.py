@@ -65,7 +65,12 @@ def _normals_from_counters(k1, k2, counters):
 
 
 def _threefry_key_data(key):
-    """Return the (..., 2) uint32 data of a threefry key, or None when `key` is another kind of key."""
+    """Return the (..., 2) uint32 data of a threefry key, or None when `key` is another kind of key.
+
+    None also for values that are no key at all, so that `jax.random.normal` names the problem.
+    """
+    if not hasattr(key, "dtype") or not hasattr(key, "shape"):
+        return None
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if str(jax.random.key_impl(key)) != "threefry2x32":
             return None
