@@ -55,7 +55,7 @@ def test_other_keys_and_precisions_fall_back_to_jax():
     assert _random.normal(key, (0, 3)).shape == (0, 3)
 
 
-def test_a_number_in_place_of_a_key_gets_jax_message():
+def test_normal_of_a_number_raises_jax_type_error():
     with pytest.raises(TypeError, match="invalid PRNG key"):
         _random.normal(1, (3,))
 
