@@ -53,7 +53,7 @@ UNITS = {"g_max": "S", "read_voltage": "V", "dac_range": "(input units, per laye
 
 
 def format_value(value) -> str:
-    """Four significant digits; a list in brackets for per-layer values."""
+    """Format `value` with four significant digits, per-layer values as a list in brackets."""
     values = np.atleast_1d(np.asarray(value, dtype=float))
     text = ", ".join(f"{v:.4g}" for v in values)
     return f"[{text}]" if np.ndim(value) else text
@@ -169,11 +169,16 @@ def main(argv=None) -> None:
     print("Joint co-design of g_max, read voltage, DAC ranges and ADC range:")
     for name, value in joint["optimum"].items():
         print(f"  {name}: {format_value(joint['start'][name])} -> {format_value(value)} {UNITS[name]}")
-    labels = {"objective": "objective", "loss": "loss", "energy": "energy per image (J)", "accuracy": "training accuracy"}
+    labels = {
+        "objective": "objective", "loss": "loss", "energy": "energy per image (J)", "accuracy": "training accuracy",
+    }
     for part, label in labels.items():
         print(f"  {label}: {joint['before'][part]:.4g} -> {joint['after'][part]:.4g}")
-    if joint["optimum"]["g_max"] > 25e-6 * 1.05:
-        print("  note: the PCM model was fitted at g_max = 25 uS; an optimum above it extrapolates the model")
+    # PCM's default g_max is the value its model was fitted at; more than 5 % above it is extrapolation.
+    fitted_g_max = PCM().g_max
+    if joint["optimum"]["g_max"] > 1.05 * fitted_g_max:
+        print(f"  note: the PCM model was fitted at g_max = {fitted_g_max * 1e6:g} uS; "
+              "an optimum above it extrapolates the model")
     if "d_objective_d_log_wire_resistance" in joint:
         print(f"  d objective / d ln(wire resistance): {joint['d_objective_d_log_wire_resistance']:.4g}")
     print(json.dumps({"check": check, "joint": joint}, default=float))

@@ -248,7 +248,7 @@ def test_drift_never_increases_conductance(key):
     assert np.all(drifted <= np.asarray(state.g))
 
 
-def test_key_and_explicit_normals_give_the_same_device(key):
+def test_key_and_normals_routes_agree(key):
     """Programming and reading with a key equal the explicit-normals methods fed the normals JAX draws."""
     device = PCM()
     target = jnp.linspace(0.0, G_MAX, 96).reshape(8, 12)
@@ -264,7 +264,7 @@ def test_key_and_explicit_normals_give_the_same_device(key):
     np.testing.assert_array_equal(device.read(state, DAY, key=read_key), device.read_from_normals(state, DAY, normals))
 
 
-def test_only_devices_that_draw_through_normals_say_so():
+def test_draws_normals_detects_overrides():
     class OwnRead(PCM):
         def read(self, state, t, *, key):
             return self.drift(state, t)

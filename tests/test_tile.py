@@ -330,7 +330,7 @@ def tile_draws(tile, weights, inputs, key_program, key_read, key_product):
 
 
 def test_each_array_draws_its_own_noise(key):
-    """A PCM tile draws the noise of G+, G- and their reads in one call per step; no two share it.
+    """A PCM tile draws G+ and G- noise in one call per programming or read, and no two quantities share it.
 
     With all weights zero both arrays target g_min, so their write noise, drift exponents and read noise
     follow the same distribution. Over n devices the sample correlation of independent quantities has
@@ -338,7 +338,6 @@ def test_each_array_draws_its_own_noise(key):
     wire resistance only makes the read return G+ and G- apart.
     """
     rows, columns = 64, 64
-    n = rows * columns
     tile = Tile(device=PCM(), weight_range=1.0, drift_compensation=True, parasitics=Parasitics(word_line=1.0))
     state = tile.program(jnp.zeros((rows, columns)), key=key)
     read = tile.read(state, DAY, key=jax.random.fold_in(key, 1))

@@ -185,41 +185,34 @@ class Tile(eqx.Module):
             level = self.compensation_input * self.read_voltage
             target_pos = compensate_ir_drop(target_pos, self.parasitics, level, g_max=g_max)
             target_neg = compensate_ir_drop(target_neg, self.parasitics, level, g_max=g_max)
-        if self._draws_normals_at_once:
-            return self._program_from_normals(target_pos, target_neg, weight_scale, key)
+        g_pos, g_neg, read_pos, read_neg = self._program_arrays(target_pos, target_neg, key)
+        # The compensation reference is one read of every device right after programming (t = 0).
+        reference = jnp.sum(read_pos) + jnp.sum(read_neg)
+        return TileState(g_pos=g_pos, g_neg=g_neg, weight_scale=weight_scale, reference_current=reference)
+
+    def _program_arrays(self, target_pos, target_neg, key):
+        """Program G+ and G- and return their states with their reads at t = 0, the compensation reference."""
+        device = self.device
+        if draws_normals(device) and self.verify is None and not self.program_by_pulses:
+            # One call of the generator draws every normal of both arrays and of their reference reads.
+            p, r = device.program_normals, device.read_normals
+            normals = _random.normal(key, (2 * p + 2 * r,) + jnp.shape(target_pos), target_pos.dtype)
+            g_pos = device.program_from_normals(target_pos, normals[:p])
+            g_neg = device.program_from_normals(target_neg, normals[p : 2 * p])
+            read_pos = device.read_from_normals(g_pos, 0.0, normals[2 * p : 2 * p + r])
+            read_neg = device.read_from_normals(g_neg, 0.0, normals[2 * p + r :])
+            return g_pos, g_neg, read_pos, read_neg
+
         key_pos, key_neg, key_reference = jax.random.split(key, 3)
         if self.program_by_pulses:
             settings = {"tolerance": self.verify.tolerance, "max_pulses": self.verify.max_iterations}
-            g_pos = program_with_pulses(self.device, target_pos, key=key_pos, **settings)
-            g_neg = program_with_pulses(self.device, target_neg, key=key_neg, **settings)
+            g_pos = program_with_pulses(device, target_pos, key=key_pos, **settings)
+            g_neg = program_with_pulses(device, target_neg, key=key_neg, **settings)
         else:
-            g_pos = self.device.program(target_pos, key=key_pos, verify=self.verify)
-            g_neg = self.device.program(target_neg, key=key_neg, verify=self.verify)
-
-        # The compensation reference is one read right after programming (t = 0).
+            g_pos = device.program(target_pos, key=key_pos, verify=self.verify)
+            g_neg = device.program(target_neg, key=key_neg, verify=self.verify)
         key_ref_pos, key_ref_neg = jax.random.split(key_reference)
-        reference = jnp.sum(self.device.read(g_pos, 0.0, key=key_ref_pos)) + jnp.sum(
-            self.device.read(g_neg, 0.0, key=key_ref_neg)
-        )
-        return TileState(g_pos=g_pos, g_neg=g_neg, weight_scale=weight_scale, reference_current=reference)
-
-    @property
-    def _draws_normals_at_once(self) -> bool:
-        """True when one generator call can draw all the noise of programming, or of a read, of this tile."""
-        return draws_normals(self.device) and self.verify is None and not self.program_by_pulses
-
-    def _program_from_normals(self, target_pos, target_neg, weight_scale, key) -> TileState:
-        """Program both arrays and take the compensation reference, with all their normals in one draw."""
-        device = self.device
-        p, r = device.program_normals, device.read_normals
-        normals = _random.normal(key, (2 * p + 2 * r,) + jnp.shape(target_pos), target_pos.dtype)
-        g_pos = device.program_from_normals(target_pos, normals[:p])
-        g_neg = device.program_from_normals(target_neg, normals[p : 2 * p])
-        # The compensation reference is one read right after programming (t = 0).
-        reference = jnp.sum(device.read_from_normals(g_pos, 0.0, normals[2 * p : 2 * p + r])) + jnp.sum(
-            device.read_from_normals(g_neg, 0.0, normals[2 * p + r :])
-        )
-        return TileState(g_pos=g_pos, g_neg=g_neg, weight_scale=weight_scale, reference_current=reference)
+        return g_pos, g_neg, device.read(g_pos, 0.0, key=key_ref_pos), device.read(g_neg, 0.0, key=key_ref_neg)
 
     def read(self, state: TileState, t, *, key: jax.Array) -> TileRead:
         """Read every device at time `t` (s) after programming: drift plus accumulated read noise."""

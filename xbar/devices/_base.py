@@ -104,7 +104,7 @@ class NormalNoiseDevice(Device):
     """Base of device models whose write and read noise are standard normals, a fixed number per device.
 
     One programming attempt draws `program_normals` standard normals per device and one read draws
-    `read_normals`; nothing else in them is random. Subclasses implement `_program_from_normals` and
+    `read_normals`. Nothing else in them is random. Subclasses implement `_program_from_normals` and
     `read_from_normals`, which take the normals as an array of shape (count, *shape) instead of a key.
     Programming and reading with a key draw those normals and call them, so both routes give the same
     numbers for the same normals.
@@ -130,7 +130,7 @@ class NormalNoiseDevice(Device):
     def program_from_normals(self, target, normals) -> DeviceState:
         """Program target conductances (S), clipped to [g_min, g_max], once, with the given standard normals.
 
-        `normals` has shape (program_normals, *target.shape). Differentiable; no program-and-verify.
+        `normals` has shape (program_normals, *target.shape). Differentiable, and without program-and-verify.
         """
         target = jnp.clip(jnp.asarray(target, dtype=jnp.result_type(float)), self.g_min, self.g_max)
         return self._program_from_normals(target, normals)
@@ -147,7 +147,7 @@ class NormalNoiseDevice(Device):
 
 
 def draws_normals(device: Device) -> bool:
-    """True when `device` programs and reads through its explicit-normals methods (`NormalNoiseDevice`).
+    """Return whether `device` programs and reads through its explicit-normals methods (`NormalNoiseDevice`).
 
     A subclass that overrides `program`, `_program_once` or `read` draws its noise its own way, so callers
     must use those methods with a key. A tile on such a device draws each array's noise from its own key,

@@ -189,7 +189,7 @@ class PCM(NormalNoiseDevice):
     def _nu(self, g_target, xi):
         return jnp.abs(self.drift_exponent_mean(g_target) + self.drift_exponent_std(g_target) * xi)
 
-    # Standard normals per device: write noise and drift exponent when programming; read noise when reading.
+    # Standard normals per device: write noise and drift exponent when programming, read noise when reading.
     program_normals = 2
     read_normals = 1
 
